@@ -1,0 +1,243 @@
+"""Exact-match index for fixed-size digests (image MD5/SHA, URL digests).
+
+Almost every query misses, so the index is built to reject misses cheaply:
+a bitmap over the top k bits of each key's first 8 bytes (>= 32 bits per
+entry, so about 1 in 32 misses gets past it) is probed for the whole batch at
+once; only survivors are binary-searched in the sorted 8-byte prefixes and
+then compared on the full key. Files are plain `.npy`, memory-mapped on load,
+so worker processes share one copy of the pages.
+
+Files for `stem` in `directory`:
+  <stem>.keys.npy    (n, L) uint8, sorted bytewise (ties by entry id)
+  <stem>.prefix.npy  (n,) uint64, first 8 key bytes read big-endian (so sorted)
+  <stem>.ids.npy     (n,) int64, entry id of each key
+  <stem>.bitmap.npy  (2^k / 64,) uint64, bit b set iff some prefix >> (64-k) == b
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from safeset.errors import InputError
+
+PREFIX_BYTES = 8
+MIN_BITMAP_BITS_LOG2 = 16
+BITMAP_BITS_PER_ENTRY = 32
+COARSE_STRIDE = 256
+WRITE_CHUNK = 1 << 20
+_PARTS = ("keys", "prefix", "ids", "bitmap")
+
+
+def bitmap_bits_log2(entries: int) -> int:
+    """k such that 2^k >= 32 bits per entry, and at least 2^16 bits."""
+    wanted = max(entries, 1) * BITMAP_BITS_PER_ENTRY
+    return max(MIN_BITMAP_BITS_LOG2, math.ceil(math.log2(wanted)))
+
+
+def key_prefixes(keys: np.ndarray) -> np.ndarray:
+    """First 8 bytes of each row as a native uint64 that orders like the bytes."""
+    rows, width = keys.shape
+    if width >= PREFIX_BYTES and width % PREFIX_BYTES == 0 and keys.flags.c_contiguous:
+        big_endian = keys.view(">u8")[:, 0]
+    else:
+        head = np.zeros((rows, PREFIX_BYTES), dtype=np.uint8)
+        take = min(width, PREFIX_BYTES)
+        head[:, :take] = keys[:, :take]
+        big_endian = head.view(">u8")[:, 0]
+    return big_endian.astype(np.uint64)
+
+
+def _sorted_order(keys: np.ndarray, prefixes: np.ndarray, entry_ids: np.ndarray) -> np.ndarray:
+    """Bytewise order of the keys: sort the prefixes, then settle the (rare) ties on full keys."""
+    order = np.argsort(prefixes, kind="stable")
+    sorted_prefixes = prefixes[order]
+    tie = sorted_prefixes[1:] == sorted_prefixes[:-1]
+    if not tie.any():
+        return order
+    tied_positions = np.flatnonzero(np.r_[tie, False] | np.r_[False, tie])
+    tied_rows = order[tied_positions]
+    tied_keys = keys[tied_rows]
+    columns = [entry_ids[tied_rows]]
+    columns += [tied_keys[:, i] for i in range(tied_keys.shape[1] - 1, -1, -1)]
+    order[tied_positions] = tied_rows[np.lexsort(columns)]
+    return order
+
+
+def _set_bitmap_bits(words: np.ndarray, sorted_prefixes: np.ndarray, bits_log2: int) -> None:
+    """Set the bit of each prefix's top `bits_log2` bits (prefixes sorted, so equal words are adjacent)."""
+    if len(sorted_prefixes) == 0:
+        return
+    slots = sorted_prefixes >> np.uint64(64 - bits_log2)
+    bit_values = np.left_shift(np.uint64(1), slots & np.uint64(63))
+    np.right_shift(slots, np.uint64(6), out=slots)
+    starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+    words[slots[starts]] |= np.bitwise_or.reduceat(bit_values, starts)
+
+
+def _paths(directory: Path, stem: str) -> dict[str, Path]:
+    return {part: directory / f"{stem}.{part}.npy" for part in _PARTS}
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    temporary = _temporary(path)
+    with open(temporary, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(temporary, path)
+
+
+def _save_in_order(path: Path, source: np.ndarray, order: np.ndarray, each_chunk=None) -> None:
+    """Save source[order] a chunk at a time, so the reordered copy never exists whole in memory."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(source.dtype),
+        "fortran_order": False,
+        "shape": (len(order), *source.shape[1:]),
+    }
+    temporary = _temporary(path)
+    with open(temporary, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        for start in range(0, len(order), WRITE_CHUNK):
+            chunk = np.ascontiguousarray(source[order[start : start + WRITE_CHUNK]])
+            handle.write(chunk.data)
+            if each_chunk is not None:
+                each_chunk(chunk)
+    os.replace(temporary, path)
+
+
+class DigestIndex:
+    """Sorted digests with a bitmap prefilter; see the module docstring for the layout."""
+
+    def __init__(self, keys: np.ndarray, prefixes: np.ndarray, entry_ids: np.ndarray, bitmap: np.ndarray):
+        self.keys = keys
+        self.prefixes = prefixes
+        self.entry_ids = entry_ids
+        self.bitmap = bitmap
+        self.key_size = keys.shape[1]
+        self.bits_log2 = int(len(bitmap) * 64).bit_length() - 1
+        self._shift = np.uint64(64 - self.bits_log2)
+        self._coarse: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.entry_ids)
+
+    @classmethod
+    def build(cls, keys: np.ndarray, entry_ids: np.ndarray, directory: str | Path, stem: str) -> "DigestIndex":
+        keys = np.ascontiguousarray(keys, dtype=np.uint8)
+        entry_ids = np.ascontiguousarray(entry_ids, dtype=np.int64)
+        if keys.ndim != 2 or keys.shape[1] == 0:
+            raise ValueError(f"keys must be an (n, L) uint8 array with L > 0, got shape {keys.shape}")
+        if len(entry_ids) != len(keys):
+            raise ValueError(f"{len(keys)} keys but {len(entry_ids)} entry ids")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = _paths(directory, stem)
+        prefixes = key_prefixes(keys)
+        order = _sorted_order(keys, prefixes, entry_ids)
+        _save_in_order(paths["keys"], keys, order)
+        _save_in_order(paths["ids"], entry_ids, order)
+        bits_log2 = bitmap_bits_log2(len(keys))
+        bitmap = np.zeros((1 << bits_log2) // 64, dtype=np.uint64)
+        _save_in_order(paths["prefix"], prefixes, order, lambda chunk: _set_bitmap_bits(bitmap, chunk, bits_log2))
+        _save(paths["bitmap"], bitmap)
+        return cls.load(directory, stem)
+
+    @classmethod
+    def empty(cls, key_size: int) -> "DigestIndex":
+        """An index with no entries (a bank holding none of this type): every lookup misses."""
+        bitmap = np.zeros((1 << MIN_BITMAP_BITS_LOG2) // 64, dtype=np.uint64)
+        none = np.empty(0, dtype=np.int64)
+        return cls(np.empty((0, key_size), dtype=np.uint8), none.astype(np.uint64), none, bitmap)
+
+    @classmethod
+    def load(cls, directory: str | Path, stem: str) -> "DigestIndex":
+        paths = _paths(Path(directory), stem)
+        try:
+            arrays = {part: np.load(path, mmap_mode="r", allow_pickle=False) for part, path in paths.items()}
+        except FileNotFoundError as exc:
+            raise InputError(exc.filename, None, "digest index file missing (store damaged?)") from None
+        except ValueError as exc:
+            raise InputError(paths["keys"], None, f"unreadable digest index: {exc}") from None
+        keys, prefixes, ids, bitmap = (arrays[part] for part in _PARTS)
+        bits = len(bitmap) * 64
+        consistent = (
+            keys.ndim == 2 and keys.dtype == np.uint8
+            and prefixes.dtype == np.uint64 and ids.dtype == np.int64 and bitmap.dtype == np.uint64
+            and len(keys) == len(prefixes) == len(ids)
+            and bits >= 1 << MIN_BITMAP_BITS_LOG2 and bits & (bits - 1) == 0
+        )
+        if not consistent:
+            raise InputError(paths["keys"], None, "digest index files do not agree with each other (store damaged?)")
+        # Plain ndarray views of the maps: same shared pages, no np.memmap overhead per index.
+        return cls(np.asarray(keys), np.asarray(prefixes), np.asarray(ids), np.asarray(bitmap))
+
+    def lookup(self, queries: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All (row, entry_id) pairs whose query equals an indexed key, rows ascending.
+
+        `valid` (bool per row) excludes rows whose digest could not be computed.
+        """
+        queries = np.asarray(queries, dtype=np.uint8)
+        if queries.ndim != 2 or queries.shape[1] != self.key_size:
+            raise ValueError(f"queries must have shape (m, {self.key_size}), got {queries.shape}")
+        empty = np.empty(0, dtype=np.int64)
+        if len(queries) == 0 or len(self) == 0:
+            return empty, empty.copy()
+        prefixes = key_prefixes(queries)
+        slots = prefixes >> self._shift
+        words = self.bitmap[(slots >> np.uint64(6)).view(np.int64)]
+        np.bitwise_and(slots, np.uint64(63), out=slots)
+        np.right_shift(words, slots, out=words)
+        np.bitwise_and(words, np.uint64(1), out=words)
+        rows = np.flatnonzero(words)
+        if valid is not None:
+            valid = np.asarray(valid, dtype=bool)
+            if valid.shape != (len(queries),):
+                raise ValueError(f"valid must have shape ({len(queries)},), got {valid.shape}")
+            rows = rows[valid[rows]]
+        if len(rows) == 0:
+            return empty, empty.copy()
+        candidates = prefixes[rows]
+        low = self._lower_bound(candidates)
+        in_range = low < len(self)
+        present = np.zeros(len(rows), dtype=bool)
+        present[in_range] = self.prefixes[low[in_range]] == candidates[in_range]
+        rows, low, candidates = rows[present], low[present], candidates[present]
+        positions = low
+        nxt = low + 1
+        shared = nxt < len(self)
+        shared[shared] = self.prefixes[nxt[shared]] == candidates[shared]
+        if shared.any():  # several keys share this prefix: try each of them
+            counts = np.ones(len(rows), dtype=np.int64)
+            counts[shared] = np.searchsorted(self.prefixes, candidates[shared], side="right") - low[shared]
+            offsets = np.arange(counts.sum(), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+            positions = np.repeat(low, counts) + offsets
+            rows = np.repeat(rows, counts)
+        same = (self.keys[positions] == queries[rows]).all(axis=1)
+        return rows[same].astype(np.int64), np.asarray(self.entry_ids[positions[same]], dtype=np.int64)
+
+    def _lower_bound(self, values: np.ndarray) -> np.ndarray:
+        """np.searchsorted(self.prefixes, values) without a cache miss per level.
+
+        A small in-memory sample of every 256th prefix narrows each search to
+        one block; the block is then bisected for all values together.
+        """
+        if self._coarse is None:
+            self._coarse = np.ascontiguousarray(self.prefixes[::COARSE_STRIDE])
+        block = np.searchsorted(self._coarse, values, side="left") - 1
+        low = np.maximum(block, 0) * COARSE_STRIDE
+        high = np.minimum((block + 1) * COARSE_STRIDE, len(self))
+        last = len(self) - 1
+        while True:
+            active = low < high
+            if not active.any():
+                return low
+            middle = (low + high) >> 1
+            below = active & (self.prefixes[np.minimum(middle, last)] < values)
+            low = np.where(below, middle + 1, low)
+            high = np.where(active & ~below, middle, high)

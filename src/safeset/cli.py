@@ -1,0 +1,307 @@
+"""The `safeset` command line: parses, calls `safeset.jobs` / `safeset.banks`, renders.
+
+No logic lives here that the Python API or the HTTP service could not reach.
+Exit codes: 0 done; 1 internal error (a bug: please report it); 2 usage or
+configuration error; 3 done, but some shards failed (listed in run.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from safeset.errors import SafesetError
+
+app = typer.Typer(
+    help="Keep known child sexual abuse material out of AI training data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bank_app = typer.Typer(help="Hash and URL banks: import, list, show, export, delete.", no_args_is_help=True)
+app.add_typer(bank_app, name="bank")
+
+console = Console(stderr=True)
+out = Console()
+
+StoreOption = typer.Option(
+    None, "--store", help="Bank store directory [env SAFESET_STORE, default ~/.safeset].", show_default=False
+)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def _store(path: Optional[Path]):
+    from safeset.banks.store import BankStore, default_store_root
+
+    return BankStore(default_store_root(path))
+
+
+def _fail(exc: SafesetError) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+class RichProgress:
+    """Shard and row progress with rows/s, on stderr; silent when not a TTY."""
+
+    def __init__(self, enabled: bool):
+        self.rows = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("shards · {task.fields[rows]:,} rows · {task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def start(self, shards, rows):
+        self.task = self.progress.add_task("scanning", total=shards, rows=0, rate="")
+
+    def advance(self, rows):
+        self.rows += rows
+        elapsed = self.progress.tasks[self.task].elapsed or 0
+        rate = f"{self.rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+        self.progress.update(self.task, rows=self.rows, rate=rate)
+
+    def shard_finished(self, relpath, ok):
+        self.progress.advance(self.task)
+
+
+def _run(command: str, dataset, out_dir, store, bank, policy, workers, resume, fmt, url_column, caption_column,
+         key_column, batch_rows, as_json, quiet) -> None:
+    from safeset.banks.store import default_store_root
+    from safeset.datasets.base import ColumnOverrides
+    from safeset.jobs.run import JobSpec, run_job
+
+    spec = JobSpec(
+        command=command,
+        dataset=dataset,
+        out=out_dir,
+        store_root=default_store_root(store),
+        banks=bank or None,
+        policy=policy,
+        workers=workers,
+        resume=resume,
+        format=fmt,
+        columns=ColumnOverrides(url=url_column, caption=caption_column, key=key_column),
+        batch_rows=batch_rows,
+    )
+    try:
+        with RichProgress(enabled=not quiet and not as_json and console.is_terminal) as progress:
+            result = run_job(spec, progress)
+    except SafesetError as exc:
+        _fail(exc)
+    run = result.run
+    if as_json:
+        print(json.dumps(run, indent=2))
+    else:
+        _print_summary(run, result)
+    raise typer.Exit(result.exit_code)
+
+
+def _print_summary(run: dict, result) -> None:
+    counts = run["counts"]
+    table = Table(title=f"safeset {run['command']}: {run['dataset']['path']}", show_header=False)
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    for key in ("input_rows", "kept_rows", "removed_rows", "review_rows"):
+        table.add_row(key.replace("_", " "), f"{counts[key]:,}")
+    table.add_row("shards done / failed", f"{len(run['shards']) - len(run['failed_shards'])} / {len(run['failed_shards'])}")
+    table.add_row("rows/s", f"{run['timings']['rows_per_second'] or 0:,}")
+    out.print(table)
+    for failure in run["failed_shards"]:
+        console.print(f"[red]failed shard[/] {failure['relpath']}: {failure['error']}", highlight=False)
+    for signal in run["unavailable_signals"]:
+        console.print(f"[yellow]warning:[/] banks of type {signal!r} could not be matched: the dataset has no such signal")
+    if not run["conservation_ok"]:
+        console.print("[bold red]conservation check failed[/]: input != kept + removed + review (a bug; please report)")
+    out.print(f"records: {result.records_dir}")
+    out.print(f"report:  {result.report_path}")
+
+
+def _job_command(command: str, help_text: str):
+    def job(
+        dataset: Path = typer.Argument(..., help="Dataset directory or file (parquet, webdataset tars, JSONL, CSV)."),
+        out_dir: Path = typer.Option(..., "--out", help="Output directory (records in OUT/_safeset/)."),
+        store: Optional[Path] = StoreOption,
+        bank: Optional[List[str]] = typer.Option(None, "--bank", help="Bank to match (repeatable; default: all)."),
+        policy: Optional[str] = typer.Option(None, "--policy", help="Preset name or TOML file [default: remove-matches]."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes [default: all cores]."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT; done shards are kept."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="parquet | webdataset | jsonl | csv [default: detect]."),
+        url_column: Optional[str] = typer.Option(None, "--url-column", help="URL column [default: URL/url]."),
+        caption_column: Optional[str] = typer.Option(None, "--caption-column", help="Caption column [default: TEXT/caption/text]."),
+        key_column: Optional[str] = typer.Option(None, "--key-column", help="Sample key column [default: key]."),
+        batch_rows: int = typer.Option(8192, "--batch-rows", min=1, help="Rows per batch (memory is bounded by this)."),
+        as_json: bool = JsonOption,
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        _run(command, dataset, out_dir, store, bank, policy, workers, resume, fmt, url_column, caption_column,
+             key_column, batch_rows, as_json, quiet)
+
+    job.__doc__ = help_text
+    return job
+
+
+app.command("scan")(_job_command("scan", "Match a dataset against banks and write run records (no copy)."))
+app.command("clean")(_job_command("clean", "Write a cleaned copy of a dataset in the same layout, plus run records."))
+
+
+@bank_app.command("import")
+def bank_import(
+    name: str = typer.Argument(..., help="Bank name (HMA style: upper case, digits, underscore)."),
+    file: Path = typer.Argument(..., help="File to import (.gz read transparently)."),
+    signal_type: Optional[str] = typer.Option(None, "--type", help="Signal type of plain-format values."),
+    fmt: str = typer.Option("auto", "--format", help="auto | plain | pytx | pytx-csv | csv."),
+    replace: bool = typer.Option(False, "--replace", help="New version holds only this file's entries."),
+    note: Optional[str] = typer.Option(None, "--note", help="Free text kept in the version's manifest."),
+    store: Optional[Path] = StoreOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Import a hash or URL list as a new immutable version of a bank."""
+    try:
+        result = _store(store).import_file(name, file, signal_type=signal_type, fmt=fmt, replace=replace, note=note)
+    except SafesetError as exc:
+        _fail(exc)
+    data = result.to_dict()
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        _print_import(data)
+    if not data.get("version"):
+        raise typer.Exit(2)
+
+
+def _print_import(data: dict) -> None:
+    version = data.get("version")
+    if version:
+        out.print(f"bank {data['name']} version {version}: {data['accepted']:,} entries accepted, "
+                  f"{data['duplicates']:,} duplicates, {data['rejected']:,} rejected")
+    else:
+        console.print(f"[red]no version created[/]: {data['rejected']:,} lines rejected, nothing accepted")
+    for item in data.get("rejections", [])[:20]:
+        console.print(f"  line {item['line']}: {item['reason']}", highlight=False)
+    if data["rejected"] > 20:
+        console.print(f"  ... and {data['rejected'] - 20:,} more (see the version's rejected.jsonl)")
+
+
+@bank_app.command("list")
+def bank_list(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -> None:
+    """List banks with their latest version and entry counts."""
+    try:
+        banks = _store(store).list_banks()
+    except SafesetError as exc:
+        _fail(exc)
+    rows = [b.to_dict() for b in banks]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("bank", "version", "entries", "created")
+    for row in rows:
+        counts = ", ".join(f"{t}: {n:,}" for t, n in sorted(row.get("counts", {}).items()))
+        table.add_row(row["name"], str(row.get("version")), counts, str(row.get("created", "")))
+    out.print(table)
+
+
+@bank_app.command("show")
+def bank_show(
+    name: str, version: Optional[int] = typer.Option(None, "--version"), store: Optional[Path] = StoreOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one bank version's manifest (digest, source, counts) and its version history."""
+    try:
+        s = _store(store)
+        bank_version = s.open_version(name, version)
+        history = [v for v in s.bank_versions(bank_version.name)]
+    except SafesetError as exc:
+        _fail(exc)
+    data = {**bank_version.manifest, "versions": history}
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        out.print_json(json.dumps(data, default=str))
+
+
+@bank_app.command("export")
+def bank_export(
+    name: str, file: Path = typer.Argument(..., help="Output file."),
+    fmt: str = typer.Option("pytx", "--format", help="plain | pytx | pytx-csv."),
+    version: Optional[int] = typer.Option(None, "--version"), store: Optional[Path] = StoreOption,
+) -> None:
+    """Export a bank version in an industry format."""
+    try:
+        _store(store).export(name, file, fmt, version=version)
+    except SafesetError as exc:
+        _fail(exc)
+    out.print(f"wrote {file}")
+
+
+@bank_app.command("delete")
+def bank_delete(
+    name: str, version: Optional[int] = typer.Option(None, "--version", help="Delete only this version."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    store: Optional[Path] = StoreOption,
+) -> None:
+    """Delete a bank (or one version of it)."""
+    what = f"bank {name}" + (f" version {version}" if version else "")
+    if not yes and not typer.confirm(f"Delete {what}?"):
+        raise typer.Exit(1)
+    try:
+        _store(store).delete(name, version=version)
+    except SafesetError as exc:
+        _fail(exc)
+    out.print(f"deleted {what}")
+
+
+@app.command("demo")
+def demo(
+    out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Where to write the demo dataset, banks and run."),
+) -> None:
+    """Generate a small benign LAION-style dataset and banks, clean it, print the report path."""
+    from safeset.demo import run_demo
+
+    try:
+        result = run_demo(out_dir, console=out)
+    except SafesetError as exc:
+        _fail(exc)
+    raise typer.Exit(result)
+
+
+@app.command("policy")
+def policy_show(spec: str = typer.Argument("remove-matches", help="Preset name or TOML file.")) -> None:
+    """Print a policy (a preset, or validate a file) as the rules safeset will apply."""
+    from safeset.policy import load_policy, preset_names
+
+    try:
+        policy = load_policy(spec)
+    except SafesetError as exc:
+        _fail(exc)
+    out.print(f"presets: {', '.join(preset_names())}")
+    out.print_json(json.dumps(policy.to_dict()))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,274 @@
+"""scan and clean: one job over every shard of a dataset.
+
+`scan` writes run records only; `clean` also writes the cleaned copy in the
+dataset's own layout. Both account for every row: per shard and in total,
+input_rows = kept_rows + removed_rows + review_rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from safeset import __version__
+from safeset.banks.store import BankStore
+from safeset.datasets.base import DEFAULT_BATCH_ROWS, ColumnOverrides, ReadOptions, Shard
+from safeset.datasets.registry import discover
+from safeset.datasets.writing import publish, temp_path
+from safeset.engine.local import LocalEngine
+from safeset.errors import ConfigError, SafesetError
+from safeset.jobs.records import concat_removed, write_json_atomic
+from safeset.jobs.shard_task import ShardTask, WorkerContext, process_shard, record_stem, shard_record_path
+from safeset.match import Matcher
+from safeset.policy import Policy, load_policy
+
+RECORDS_DIR = "_safeset"
+COUNT_KEYS = ("input_rows", "kept_rows", "removed_rows", "review_rows")
+EXIT_OK, EXIT_CONFIG, EXIT_FAILED_SHARDS, EXIT_INTERNAL = 0, 2, 3, 1
+
+
+class Progress(Protocol):
+    def start(self, shards: int, rows: int | None) -> None: ...
+
+    def advance(self, rows: int) -> None: ...
+
+    def shard_finished(self, relpath: str, ok: bool) -> None: ...
+
+
+class NoProgress:
+    def start(self, shards, rows):
+        pass
+
+    def advance(self, rows):
+        pass
+
+    def shard_finished(self, relpath, ok):
+        pass
+
+
+@dataclass
+class JobSpec:
+    command: str  # "scan" | "clean"
+    dataset: Path
+    out: Path
+    store_root: Path
+    banks: list[str] | None = None  # None = every bank in the store
+    policy: str | None = None  # preset name or TOML path; None = default preset
+    workers: int | None = None
+    resume: bool = False
+    format: str | None = None
+    columns: ColumnOverrides = field(default_factory=ColumnOverrides)
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+
+@dataclass
+class RunResult:
+    run: dict
+    exit_code: int
+    records_dir: Path
+
+    @property
+    def report_path(self) -> Path:
+        return self.records_dir / "report.html"
+
+
+def _worker_setup(store_root: Path, bank_refs: list[tuple[str, int]], policy: Policy) -> WorkerContext:
+    store = BankStore(store_root)
+    versions = [store.open_version(name, version) for name, version in bank_refs]
+    return WorkerContext(matcher=Matcher(versions), policy=policy)
+
+
+def _check_paths(spec: JobSpec) -> None:
+    dataset = spec.dataset.resolve()
+    out = spec.out.resolve()
+    if not dataset.exists():
+        raise ConfigError(f"dataset {spec.dataset} does not exist")
+    root = dataset if dataset.is_dir() else dataset.parent
+    if out == root or root in out.parents or out in root.parents:
+        raise ConfigError(f"--out {spec.out} must lie outside the dataset {spec.dataset} (and not contain it)")
+    if spec.command not in ("scan", "clean"):
+        raise ConfigError(f"unknown command {spec.command!r}")
+
+
+def _select_banks(store: BankStore, names: list[str] | None, policy: Policy):
+    if names:
+        versions = [store.open_version(name) for name in names]
+    else:
+        versions = [store.open_version(info.name) for info in store.list_banks()]
+    if not versions and all(rule.needs_match for rule in policy.rules):
+        raise ConfigError(
+            f"no banks in store {store.root}: import one with `safeset bank import NAME FILE`"
+        )
+    return versions
+
+
+def _fingerprint(spec: JobSpec, bank_versions, policy: Policy, fmt_name: str) -> str:
+    material = {
+        "command": spec.command,
+        "format": fmt_name,
+        "banks": [(v.name, v.version, v.digest) for v in bank_versions],
+        "policy": policy.digest,
+        "columns": [spec.columns.url, spec.columns.caption, spec.columns.key],
+        "batch_rows": spec.batch_rows,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _prepare_out(spec: JobSpec) -> Path:
+    records = spec.out / RECORDS_DIR
+    if records.exists() and not spec.resume:
+        raise ConfigError(f"{spec.out} already holds a run; pass --resume to continue it, or choose a new --out")
+    (records / "shards").mkdir(parents=True, exist_ok=True)
+    if spec.resume:
+        for stale in spec.out.rglob("*.tmp-*"):
+            stale.unlink() if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
+    return records
+
+
+def _load_done(records: Path, shard: Shard, fingerprint: str) -> dict | None:
+    path = shard_record_path(records / "shards", shard)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text("utf-8"))
+    if record.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"{path}: this output was produced with other banks, policy or options; use a new --out"
+        )
+    return record
+
+
+def _describe_error(exc: BaseException, records: Path) -> str:
+    if isinstance(exc, SafesetError):
+        return str(exc)
+    with open(records / "errors.log", "a", encoding="utf-8") as log:
+        log.write("".join(traceback.format_exception(exc)))
+    return f"internal error: {type(exc).__name__}: {exc} (traceback in {records / 'errors.log'})"
+
+
+def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
+    progress = progress or NoProgress()
+    started = time.time()
+    _check_paths(spec)
+    policy = load_policy(spec.policy)
+    fmt, shards = discover(spec.dataset, spec.format)
+    if not shards:
+        raise ConfigError(f"no {fmt.name} shards found in {spec.dataset}")
+    store = BankStore(spec.store_root)
+    bank_versions = _select_banks(store, spec.banks, policy)
+    fingerprint = _fingerprint(spec, bank_versions, policy, fmt.name)
+    records = _prepare_out(spec)
+
+    done: dict[str, dict] = {}
+    for shard in shards:
+        record = _load_done(records, shard, fingerprint) if spec.resume else None
+        if record is not None:
+            done[shard.relpath] = record
+    options = ReadOptions(
+        columns=spec.columns,
+        all_columns=spec.command == "clean",
+        extra_columns=tuple(policy.score_columns),
+        batch_rows=spec.batch_rows,
+    )
+    tasks = [
+        ShardTask(
+            shard=shard,
+            format=fmt.name,
+            copy_root=spec.out if spec.command == "clean" else None,
+            records_dir=records / "shards",
+            read_options=options,
+            fingerprint=fingerprint,
+        )
+        for shard in shards
+        if shard.relpath not in done
+    ]
+    failed: dict[str, str] = {}
+    progress.start(len(tasks), None)
+    bank_refs = [(v.name, v.version) for v in bank_versions]
+    engine = LocalEngine(spec.workers)
+    for task, result in engine.map(_worker_setup, (spec.store_root, bank_refs, policy), process_shard, tasks, progress.advance):
+        if isinstance(result, BaseException):
+            failed[task.shard.relpath] = _describe_error(result, records)
+        else:
+            done[task.shard.relpath] = result
+        progress.shard_finished(task.shard.relpath, not isinstance(result, BaseException))
+
+    run = _summarise(spec, fmt.name, shards, done, failed, bank_versions, policy, started)
+    finished = [s for s in shards if s.relpath in done]
+    concat_removed([records / "shards" / f"{record_stem(s)}.removed.parquet" for s in finished], records / "removed.parquet")
+    write_json_atomic(run, records / "run.json")
+    _write_report(run, records)
+    return RunResult(run=run, exit_code=run["exit_code"], records_dir=records)
+
+
+def _summarise(spec, fmt_name, shards, done, failed, bank_versions, policy, started) -> dict:
+    shard_rows = []
+    totals = dict.fromkeys(COUNT_KEYS, 0)
+    conservation_ok = True
+    unavailable: set[str] = set()
+    for shard in shards:
+        if shard.relpath in done:
+            record = done[shard.relpath]
+            counts = {k: record[k] for k in COUNT_KEYS}
+            balanced = counts["input_rows"] == counts["kept_rows"] + counts["removed_rows"] + counts["review_rows"]
+            conservation_ok &= balanced
+            for key in COUNT_KEYS:
+                totals[key] += counts[key]
+            unavailable.update(record.get("unavailable_signals", []))
+            shard_rows.append({"relpath": shard.relpath, "status": "done", **counts, "seconds": record["seconds"]})
+        elif shard.relpath in failed:
+            shard_rows.append({"relpath": shard.relpath, "status": "failed", "error": failed[shard.relpath]})
+    conservation_ok &= totals["input_rows"] == totals["kept_rows"] + totals["removed_rows"] + totals["review_rows"]
+    seconds = time.time() - started
+    exit_code = EXIT_OK if not failed else EXIT_FAILED_SHARDS
+    if not conservation_ok:
+        exit_code = EXIT_INTERNAL
+    return {
+        "safeset_version": __version__,
+        "command": spec.command,
+        "dataset": {
+            "path": str(spec.dataset),
+            "format": fmt_name,
+            "shards": [
+                {"relpath": s.relpath, "sha256": done[s.relpath]["sha256"], "bytes": done[s.relpath]["bytes"]}
+                for s in shards
+                if s.relpath in done
+            ],
+        },
+        "out": str(spec.out),
+        "banks": [
+            {"name": v.name, "version": v.version, "digest": v.digest, "counts": v.manifest.get("counts", {})}
+            for v in bank_versions
+        ],
+        "policy": {"name": policy.name, "digest": policy.digest, **policy.to_dict()},
+        "counts": totals,
+        "conservation_ok": conservation_ok,
+        "shards": shard_rows,
+        "failed_shards": [{"relpath": r, "error": e} for r, e in failed.items()],
+        "unavailable_signals": sorted(unavailable),
+        "timings": {
+            "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(totals["input_rows"] / seconds) if seconds > 0 else None,
+        },
+        "exit_code": exit_code,
+    }
+
+
+def _write_report(run: dict, records: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from safeset.report.html import render_report
+
+    page = render_report(run, pq.read_table(records / "removed.parquet"))
+    final = records / "report.html"
+    tmp = temp_path(final)
+    tmp.write_text(page, encoding="utf-8")
+    publish(tmp, final)

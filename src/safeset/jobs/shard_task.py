@@ -1,0 +1,141 @@
+"""One shard, start to finish: read, signals, match, policy, write, record.
+
+Runs inside an engine worker. Outputs go to temporary names and are renamed
+when complete; the shard's `.json` record is written last and marks the shard
+done, so `--resume` never redoes it and a crash anywhere before leaves the
+shard to be redone from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from safeset.datasets.base import ReadOptions, Shard
+from safeset.datasets.registry import FORMATS
+from safeset.errors import InputError
+from safeset.evidence import unchecked
+from safeset.jobs.records import RemovedRows, reason_record, write_json_atomic, write_parquet_atomic
+from safeset.match import Matcher
+from safeset.policy import ACTIONS, Policy
+from safeset.signals.rows import RowSignals
+
+KEEP, REVIEW, REMOVE = (ACTIONS.index(a) for a in ("keep", "review", "remove"))
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    shard: Shard
+    format: str
+    copy_root: Path | None  # where the cleaned copy goes; None for scan
+    records_dir: Path
+    read_options: ReadOptions
+    fingerprint: str  # of banks + policy + options: a done shard is reused only if it matches
+
+
+@dataclass
+class WorkerContext:
+    matcher: Matcher
+    policy: Policy
+
+
+def record_stem(shard: Shard) -> str:
+    return urllib.parse.quote(shard.relpath, safe="")
+
+
+def shard_record_path(records_dir: Path, shard: Shard) -> Path:
+    return records_dir / f"{record_stem(shard)}.json"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_score_columns(policy: Policy, schema, shard: Shard) -> None:
+    names = {name.lower() for name in schema.names}
+    missing = [c for c in policy.score_columns if c.lower() not in names]
+    if missing:
+        raise InputError(
+            shard.path, None, f"policy {policy.name!r} needs score column(s) {missing}, absent from this shard"
+        )
+
+
+def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int], None]) -> dict:
+    started = time.time()
+    shard = task.shard
+    fmt = FORMATS[task.format]
+    reader = fmt.open(shard, task.read_options)
+    writer = None
+    counts = {"input_rows": 0, "kept_rows": 0, "removed_rows": 0, "review_rows": 0}
+    removed = RemovedRows()
+    try:
+        _check_score_columns(context.policy, reader.schema, shard)
+        if task.copy_root is not None:
+            writer = fmt.open_writer(shard, reader, task.copy_root)
+        for batch in reader.batches():
+            signals = RowSignals(batch, reader.columns)
+            evidence = context.matcher.match(signals)
+            evidence.extend(unchecked(row, reason) for row, reason in signals.problems)
+            decisions = context.policy.decide(batch.num_rows, evidence, batch.table)
+            keep = decisions.actions == KEEP
+            if writer is not None:
+                writer.write(batch, keep)
+            _record_withheld(removed, shard, batch, signals, decisions)
+            counts["input_rows"] += batch.num_rows
+            counts["kept_rows"] += int(keep.sum())
+            counts["removed_rows"] += int((decisions.actions == REMOVE).sum())
+            counts["review_rows"] += int((decisions.actions == REVIEW).sum())
+            report(batch.num_rows)
+        outputs = writer.commit() if writer is not None else []
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        reader.close()
+    removed_path = task.records_dir / f"{record_stem(shard)}.removed.parquet"
+    write_parquet_atomic(removed.table(), removed_path)
+    record = {
+        "relpath": shard.relpath,
+        "status": "done",
+        "fingerprint": task.fingerprint,
+        "sha256": file_sha256(shard.path),
+        "bytes": shard.path.stat().st_size,
+        **counts,
+        "outputs": [str(p) for p in outputs],
+        "unavailable_signals": sorted(context.matcher.unavailable),
+        "seconds": round(time.time() - started, 3),
+    }
+    write_json_atomic(record, shard_record_path(task.records_dir, shard))
+    return record
+
+
+def _record_withheld(removed: RemovedRows, shard: Shard, batch, signals: RowSignals, decisions) -> None:
+    withheld = np.flatnonzero(decisions.actions != KEEP)
+    if not len(withheld):
+        return
+    keys = batch.keys
+    for row in withheld.tolist():
+        url = canonical = None
+        if signals.url is not None:
+            url = signals.url[row].as_py()
+            canonical = signals.url_canonical[row].as_py() if url is not None else None
+        removed.add(
+            key=keys[row].as_py(),
+            source=shard.relpath,
+            position=int(batch.positions[row]),
+            url=url,
+            canonical_url=canonical,
+            action=ACTIONS[decisions.actions[row]],
+            reasons=[reason_record(rule, item) for rule, item in decisions.reasons.get(row, [])],
+        )

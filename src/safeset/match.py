@@ -1,0 +1,136 @@
+"""Match: join a batch's signals with the selected bank versions.
+
+Yields `Evidence` items (row, signal type, value, bank, version, entry id).
+Each bank signal type is matched in the way its registry entry says:
+exact digests through the memory-mapped `DigestIndex`, domains by host
+suffix, terms by Aho-Corasick over normalised captions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from safeset.evidence import Evidence
+from safeset.signals import registry
+from safeset.signals.rows import DIGEST_SIZES, RowSignals
+from safeset.signals.url import domain_suffixes
+
+URL_TYPES = {"url", "url_md5", "url_sha1", "url_sha256", "domain"}
+IMAGE_TYPES = set(DIGEST_SIZES)
+
+
+@dataclass(frozen=True)
+class BankSignal:
+    """One signal type of one bank version, ready to be matched."""
+
+    bank: str
+    version: int
+    signal_type: str
+    probe: object  # DigestIndex | dict[str, int] (domains) | (TermMatcher, dict[str, int])
+
+
+def _domain_probe(bank_version, signal_type):
+    return dict(zip(bank_version.values(signal_type), bank_version.entry_ids(signal_type).tolist()))
+
+
+def _term_probe(bank_version, signal_type):
+    from safeset.signals.text import TermMatcher
+
+    values = bank_version.values(signal_type)
+    ids = dict(zip(values, bank_version.entry_ids(signal_type).tolist()))
+    return TermMatcher(values), ids
+
+
+class Matcher:
+    def __init__(self, bank_versions):
+        self.signals: list[BankSignal] = []
+        for bank_version in bank_versions:
+            for signal_type in bank_version.signal_types():
+                kind = registry.get(signal_type).index
+                if kind == "digest":
+                    probe = bank_version.digest_index(signal_type)
+                elif kind == "domain":
+                    probe = _domain_probe(bank_version, signal_type)
+                else:
+                    probe = _term_probe(bank_version, signal_type)
+                self.signals.append(BankSignal(bank_version.name, bank_version.version, signal_type, probe))
+        # Signal types the dataset could not provide (no URL column, no images...).
+        self.unavailable: set[str] = set()
+
+    @property
+    def signal_types(self) -> set[str]:
+        return {s.signal_type for s in self.signals}
+
+    def needs_caption(self) -> bool:
+        return any(s.signal_type == "term" for s in self.signals)
+
+    def match(self, signals: RowSignals) -> list[Evidence]:
+        evidence: list[Evidence] = []
+        for bank_signal in self.signals:
+            evidence.extend(self._match_one(bank_signal, signals))
+        return evidence
+
+    def _match_one(self, bs: BankSignal, signals: RowSignals):
+        t = bs.signal_type
+        if t in URL_TYPES and signals.url is None or t == "term" and signals.caption is None:
+            self.unavailable.add(t)
+            return []
+        if t in IMAGE_TYPES:
+            digest = signals.image_digest(t)
+            if digest is None:
+                self.unavailable.add(t)
+                return []
+            return self._digest_hits(bs, *digest)
+        if t == "url":
+            digests, valid = signals.url_digest("md5", "canonical")
+            rows, ids = bs.probe.lookup(digests, valid)
+            canonical = signals.url_canonical
+            return [self._evidence(bs, r, canonical[r].as_py(), i) for r, i in zip(rows.tolist(), ids.tolist())]
+        if t.startswith("url_"):
+            algo = t[4:]
+            raw, valid = signals.url_digest(algo, "raw")
+            hits = self._digest_hits(bs, raw, valid)
+            canonical, _ = signals.url_digest(algo, "canonical")
+            hits += self._digest_hits(bs, canonical, valid & signals.url_changed)
+            return hits
+        if t == "domain":
+            return self._domain_hits(bs, signals)
+        if t == "term":
+            matcher, ids = bs.probe
+            rows, terms = matcher.match(signals.caption)
+            return [self._evidence(bs, r, term, ids.get(term)) for r, term in zip(rows.tolist(), terms)]
+        raise AssertionError(f"no matcher for signal type {t}")
+
+    def _digest_hits(self, bs: BankSignal, digests: np.ndarray, valid: np.ndarray) -> list[Evidence]:
+        rows, ids = bs.probe.lookup(digests, valid)
+        return [self._evidence(bs, r, digests[r].tobytes().hex(), i) for r, i in zip(rows.tolist(), ids.tolist())]
+
+    def _domain_hits(self, bs: BankSignal, signals: RowSignals) -> list[Evidence]:
+        encoded = signals.host.dictionary_encode()
+        hosts = encoded.dictionary.to_pylist()
+        matched = {}
+        for code, host in enumerate(hosts):
+            for suffix in domain_suffixes(host):
+                if suffix in bs.probe:
+                    matched[code] = suffix
+                    break
+        if not matched:
+            return []
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(np.isin(codes, list(matched)))
+        return [
+            self._evidence(bs, r, matched[codes[r]], bs.probe[matched[codes[r]]]) for r in rows.tolist()
+        ]
+
+    @staticmethod
+    def _evidence(bs: BankSignal, row: int, value: str, entry_id) -> Evidence:
+        return Evidence(
+            row=int(row),
+            signal_type=bs.signal_type,
+            value=value,
+            bank=bs.bank,
+            bank_version=bs.version,
+            entry_id=None if entry_id is None else int(entry_id),
+        )

@@ -1,0 +1,1648 @@
+/*
+ * safeset._native: the per-batch hot loops of safeset, in C.
+ *
+ * Everything here works on Arrow buffers handed over through the buffer
+ * protocol (validity bitmap, offsets, data), once per batch, with the GIL
+ * released. The Python wrappers live in safeset/signals/kernels.py and
+ * safeset/signals/url.py; those modules are the API, this file is not.
+ *
+ * Contents:
+ *   1. Column access (Arrow string/binary layout) and small helpers
+ *   2. MD5 (RFC 1321), SHA-1 and SHA-256 (FIPS 180-4), scalar
+ *   3. Accelerated digests on x86-64: MD5 in 8 AVX2 lanes, SHA-1/SHA-256 with
+ *      the SHA extensions; picked at run time from CPUID
+ *   4. digest(), hex_decode(), hex_encode()
+ *   5. URL canonical form (spec: docs/url-canonical-form.md; reference:
+ *      safeset/signals/url.py), hosts(), splice_strings()
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define SAFESET_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define SAFESET_X86 0
+#endif
+
+/* ======================================================================
+ * 1. Column access
+ * ====================================================================== */
+
+/* One Arrow string/binary array (possibly a slice): its three buffers. */
+typedef struct {
+    Py_buffer validity_view, offsets_view, data_view;
+    int has_validity, has_offsets, has_data;
+    const uint8_t *valid_bits; /* NULL: no nulls */
+    const int32_t *offsets32;
+    const int64_t *offsets64;
+    const uint8_t *data;
+    Py_ssize_t offset, length;
+} Column;
+
+static void column_close(Column *col)
+{
+    if (col->has_validity) PyBuffer_Release(&col->validity_view);
+    if (col->has_offsets) PyBuffer_Release(&col->offsets_view);
+    if (col->has_data) PyBuffer_Release(&col->data_view);
+    col->has_validity = col->has_offsets = col->has_data = 0;
+}
+
+static inline int64_t column_start(const Column *col, Py_ssize_t row)
+{
+    Py_ssize_t k = col->offset + row;
+    return col->offsets64 ? col->offsets64[k] : (int64_t)col->offsets32[k];
+}
+
+static inline int64_t column_end(const Column *col, Py_ssize_t row)
+{
+    return column_start(col, row + 1);
+}
+
+static inline int column_is_valid(const Column *col, Py_ssize_t row)
+{
+    Py_ssize_t k;
+    if (col->valid_bits == NULL) return 1;
+    k = col->offset + row;
+    return (col->valid_bits[k >> 3] >> (k & 7)) & 1;
+}
+
+/* Opens the buffers and checks that every offset stays inside the data, so
+ * the loops below can trust them. Returns 0, or -1 with an exception set. */
+static int column_open(Column *col, PyObject *validity, PyObject *offsets, PyObject *data,
+                       Py_ssize_t offset, Py_ssize_t length, int large)
+{
+    Py_ssize_t width = large ? 8 : 4, i, data_len;
+    int64_t previous;
+
+    memset(col, 0, sizeof(*col));
+    col->offset = offset;
+    col->length = length;
+    if (offset < 0 || length < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative offset or length");
+        return -1;
+    }
+    if (PyObject_GetBuffer(offsets, &col->offsets_view, PyBUF_SIMPLE) < 0) return -1;
+    col->has_offsets = 1;
+    if (col->offsets_view.len / width < offset + length + 1) {
+        PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
+        goto fail;
+    }
+    if (large)
+        col->offsets64 = (const int64_t *)col->offsets_view.buf;
+    else
+        col->offsets32 = (const int32_t *)col->offsets_view.buf;
+
+    if (validity != Py_None) {
+        if (PyObject_GetBuffer(validity, &col->validity_view, PyBUF_SIMPLE) < 0) goto fail;
+        col->has_validity = 1;
+        if (col->validity_view.len * 8 < offset + length) {
+            PyErr_SetString(PyExc_ValueError, "validity buffer too short");
+            goto fail;
+        }
+        col->valid_bits = (const uint8_t *)col->validity_view.buf;
+    }
+    data_len = 0;
+    if (data != Py_None) {
+        if (PyObject_GetBuffer(data, &col->data_view, PyBUF_SIMPLE) < 0) goto fail;
+        col->has_data = 1;
+        col->data = (const uint8_t *)col->data_view.buf;
+        data_len = col->data_view.len;
+    }
+    previous = column_start(col, 0);
+    if (previous < 0) goto bad_offsets;
+    for (i = 0; i < length; i++) {
+        int64_t next = column_end(col, i);
+        if (next < previous) goto bad_offsets;
+        previous = next;
+    }
+    if (previous > (int64_t)data_len) goto bad_offsets;
+    return 0;
+
+bad_offsets:
+    PyErr_SetString(PyExc_ValueError, "offsets are not ascending or point outside the data");
+fail:
+    column_close(col);
+    return -1;
+}
+
+/* Growable byte buffer used without the GIL (plain malloc). */
+typedef struct {
+    uint8_t *bytes;
+    size_t used, capacity;
+} ByteBuffer;
+
+static int bytebuffer_reserve(ByteBuffer *buffer, size_t extra)
+{
+    size_t wanted = buffer->used + extra, capacity;
+    uint8_t *grown;
+    if (wanted <= buffer->capacity) return 0;
+    capacity = buffer->capacity ? buffer->capacity : 4096;
+    while (capacity < wanted) capacity *= 2;
+    grown = (uint8_t *)realloc(buffer->bytes, capacity);
+    if (grown == NULL) return -1;
+    buffer->bytes = grown;
+    buffer->capacity = capacity;
+    return 0;
+}
+
+static int8_t HEX_VALUE[256];      /* 0..15, or -1 */
+static uint8_t UNRESERVED[256];    /* RFC 3986 unreserved: ALPHA DIGIT - . _ ~ */
+static uint8_t SCHEME_CHAR[256];   /* ALPHA DIGIT + - . */
+static uint8_t HOST_PLAIN[256];    /* host bytes the canonical form never changes */
+static uint8_t PATH_SPECIAL[256];  /* '/', '?', '%', '#': where a path scan must look closer */
+static const char UPPER_HEX[] = "0123456789ABCDEF";
+static const char LOWER_HEX[] = "0123456789abcdef";
+
+static void init_tables(void)
+{
+    int c;
+    for (c = 0; c < 256; c++) {
+        int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        int digit = c >= '0' && c <= '9';
+        HEX_VALUE[c] = -1;
+        UNRESERVED[c] = (uint8_t)(alpha || digit || c == '-' || c == '.' || c == '_' || c == '~');
+        SCHEME_CHAR[c] = (uint8_t)(alpha || digit || c == '+' || c == '-' || c == '.');
+        HOST_PLAIN[c] = (uint8_t)(c > 0x20 && c < 0x7f && !(c >= 'A' && c <= 'Z') && c != '/' && c != '?' &&
+                                  c != '#' && c != '%' && c != '@' && c != '[' && c != ':');
+        PATH_SPECIAL[c] = (uint8_t)(c == '/' || c == '?' || c == '%' || c == '#');
+    }
+    for (c = 0; c < 10; c++) HEX_VALUE['0' + c] = (int8_t)c;
+    for (c = 0; c < 6; c++) {
+        HEX_VALUE['a' + c] = (int8_t)(10 + c);
+        HEX_VALUE['A' + c] = (int8_t)(10 + c);
+    }
+}
+
+static inline uint8_t ascii_lower(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+}
+
+static inline uint32_t load_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline uint32_t load_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline void store_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void store_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline uint32_t rotl32(uint32_t x, int s)
+{
+    return (x << s) | (x >> (32 - s));
+}
+
+static inline uint32_t rotr32(uint32_t x, int s)
+{
+    return (x >> s) | (x << (32 - s));
+}
+
+/* ======================================================================
+ * 2. Digests, scalar
+ * ====================================================================== */
+
+enum { ALGO_MD5 = 0, ALGO_SHA1 = 1, ALGO_SHA256 = 2 };
+
+static const uint32_t MD5_INIT[4] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u};
+
+/* RFC 1321 table T: T[i] = floor(2^32 * |sin(i + 1)|). */
+static const uint32_t MD5_T[64] = {
+    0xd76aa478u, 0xe8c7b756u, 0x242070dbu, 0xc1bdceeeu, 0xf57c0fafu, 0x4787c62au, 0xa8304613u, 0xfd469501u,
+    0x698098d8u, 0x8b44f7afu, 0xffff5bb1u, 0x895cd7beu, 0x6b901122u, 0xfd987193u, 0xa679438eu, 0x49b40821u,
+    0xf61e2562u, 0xc040b340u, 0x265e5a51u, 0xe9b6c7aau, 0xd62f105du, 0x02441453u, 0xd8a1e681u, 0xe7d3fbc8u,
+    0x21e1cde6u, 0xc33707d6u, 0xf4d50d87u, 0x455a14edu, 0xa9e3e905u, 0xfcefa3f8u, 0x676f02d9u, 0x8d2a4c8au,
+    0xfffa3942u, 0x8771f681u, 0x6d9d6122u, 0xfde5380cu, 0xa4beea44u, 0x4bdecfa9u, 0xf6bb4b60u, 0xbebfbc70u,
+    0x289b7ec6u, 0xeaa127fau, 0xd4ef3085u, 0x04881d05u, 0xd9d4d039u, 0xe6db99e5u, 0x1fa27cf8u, 0xc4ac5665u,
+    0xf4292244u, 0x432aff97u, 0xab9423a7u, 0xfc93a039u, 0x655b59c3u, 0x8f0ccc92u, 0xffeff47du, 0x85845dd1u,
+    0x6fa87e4fu, 0xfe2ce6e0u, 0xa3014314u, 0x4e0811a1u, 0xf7537e82u, 0xbd3af235u, 0x2ad7d2bbu, 0xeb86d391u,
+};
+
+/* Per step: which message word, and the left rotation (RFC 1321 section 3.4). */
+static const uint8_t MD5_WORD[64] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    1, 6, 11, 0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12,
+    5, 8, 11, 14, 1, 4, 7, 10, 13, 0, 3, 6, 9, 12, 15, 2,
+    0, 7, 14, 5, 12, 3, 10, 1, 8, 15, 6, 13, 4, 11, 2, 9,
+};
+static const uint8_t MD5_SHIFT[64] = {
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+    5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+    6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+};
+
+#define MD5_F(b, c, d) ((d) ^ ((b) & ((c) ^ (d))))
+#define MD5_G(b, c, d) ((c) ^ ((d) & ((b) ^ (c))))
+#define MD5_H(b, c, d) ((b) ^ (c) ^ (d))
+#define MD5_I(b, c, d) ((c) ^ ((b) | ~(d)))
+#define MD5_STEP(fn, a, b, c, d, i) \
+    a = b + rotl32(a + fn(b, c, d) + w[MD5_WORD[i]] + MD5_T[i], MD5_SHIFT[i])
+#define MD5_FOUR(fn, i)                   \
+    MD5_STEP(fn, a, b, c, d, i);          \
+    MD5_STEP(fn, d, a, b, c, (i) + 1);    \
+    MD5_STEP(fn, c, d, a, b, (i) + 2);    \
+    MD5_STEP(fn, b, c, d, a, (i) + 3)
+
+static void md5_blocks(uint32_t *state, const uint8_t *p, size_t blocks)
+{
+    uint32_t w[16];
+    int k;
+    for (; blocks > 0; blocks--, p += 64) {
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+        for (k = 0; k < 16; k++) w[k] = load_le32(p + 4 * k);
+        MD5_FOUR(MD5_F, 0); MD5_FOUR(MD5_F, 4); MD5_FOUR(MD5_F, 8); MD5_FOUR(MD5_F, 12);
+        MD5_FOUR(MD5_G, 16); MD5_FOUR(MD5_G, 20); MD5_FOUR(MD5_G, 24); MD5_FOUR(MD5_G, 28);
+        MD5_FOUR(MD5_H, 32); MD5_FOUR(MD5_H, 36); MD5_FOUR(MD5_H, 40); MD5_FOUR(MD5_H, 44);
+        MD5_FOUR(MD5_I, 48); MD5_FOUR(MD5_I, 52); MD5_FOUR(MD5_I, 56); MD5_FOUR(MD5_I, 60);
+        state[0] += a; state[1] += b; state[2] += c; state[3] += d;
+    }
+}
+
+static const uint32_t SHA1_INIT[5] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u, 0xc3d2e1f0u};
+
+static void sha1_blocks(uint32_t *state, const uint8_t *p, size_t blocks)
+{
+    uint32_t w[80];
+    int t;
+    for (; blocks > 0; blocks--, p += 64) {
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f, k, tmp;
+        for (t = 0; t < 16; t++) w[t] = load_be32(p + 4 * t);
+        for (t = 16; t < 80; t++) w[t] = rotl32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+        for (t = 0; t < 80; t++) {
+            if (t < 20) {
+                f = d ^ (b & (c ^ d));
+                k = 0x5a827999u;
+            } else if (t < 40) {
+                f = b ^ c ^ d;
+                k = 0x6ed9eba1u;
+            } else if (t < 60) {
+                f = (b & c) | (d & (b | c));
+                k = 0x8f1bbcdcu;
+            } else {
+                f = b ^ c ^ d;
+                k = 0xca62c1d6u;
+            }
+            tmp = rotl32(a, 5) + f + e + k + w[t];
+            e = d;
+            d = c;
+            c = rotl32(b, 30);
+            b = a;
+            a = tmp;
+        }
+        state[0] += a; state[1] += b; state[2] += c; state[3] += d; state[4] += e;
+    }
+}
+
+static const uint32_t SHA256_INIT[8] = {
+    0x6a09e667u, 0xbb67ae85u, 0x3c6ef372u, 0xa54ff53au, 0x510e527fu, 0x9b05688cu, 0x1f83d9abu, 0x5be0cd19u,
+};
+
+/* FIPS 180-4 section 4.2.2: first 32 bits of the fractional parts of the cube
+ * roots of the first 64 primes. */
+static const uint32_t SHA256_K[64] = {
+    0x428a2f98u, 0x71374491u, 0xb5c0fbcfu, 0xe9b5dba5u, 0x3956c25bu, 0x59f111f1u, 0x923f82a4u, 0xab1c5ed5u,
+    0xd807aa98u, 0x12835b01u, 0x243185beu, 0x550c7dc3u, 0x72be5d74u, 0x80deb1feu, 0x9bdc06a7u, 0xc19bf174u,
+    0xe49b69c1u, 0xefbe4786u, 0x0fc19dc6u, 0x240ca1ccu, 0x2de92c6fu, 0x4a7484aau, 0x5cb0a9dcu, 0x76f988dau,
+    0x983e5152u, 0xa831c66du, 0xb00327c8u, 0xbf597fc7u, 0xc6e00bf3u, 0xd5a79147u, 0x06ca6351u, 0x14292967u,
+    0x27b70a85u, 0x2e1b2138u, 0x4d2c6dfcu, 0x53380d13u, 0x650a7354u, 0x766a0abbu, 0x81c2c92eu, 0x92722c85u,
+    0xa2bfe8a1u, 0xa81a664bu, 0xc24b8b70u, 0xc76c51a3u, 0xd192e819u, 0xd6990624u, 0xf40e3585u, 0x106aa070u,
+    0x19a4c116u, 0x1e376c08u, 0x2748774cu, 0x34b0bcb5u, 0x391c0cb3u, 0x4ed8aa4au, 0x5b9cca4fu, 0x682e6ff3u,
+    0x748f82eeu, 0x78a5636fu, 0x84c87814u, 0x8cc70208u, 0x90befffau, 0xa4506cebu, 0xbef9a3f7u, 0xc67178f2u,
+};
+
+static void sha256_blocks(uint32_t *state, const uint8_t *p, size_t blocks)
+{
+    uint32_t w[64];
+    int t;
+    for (; blocks > 0; blocks--, p += 64) {
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+        uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+        for (t = 0; t < 16; t++) w[t] = load_be32(p + 4 * t);
+        for (t = 16; t < 64; t++) {
+            uint32_t s0 = rotr32(w[t - 15], 7) ^ rotr32(w[t - 15], 18) ^ (w[t - 15] >> 3);
+            uint32_t s1 = rotr32(w[t - 2], 17) ^ rotr32(w[t - 2], 19) ^ (w[t - 2] >> 10);
+            w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+        }
+        for (t = 0; t < 64; t++) {
+            uint32_t sum1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
+            uint32_t choose = g ^ (e & (f ^ g));
+            uint32_t t1 = h + sum1 + choose + SHA256_K[t] + w[t];
+            uint32_t sum0 = rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22);
+            uint32_t majority = (a & b) | (c & (a | b));
+            uint32_t t2 = sum0 + majority;
+            h = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = b;
+            b = a;
+            a = t1 + t2;
+        }
+        state[0] += a; state[1] += b; state[2] += c; state[3] += d;
+        state[4] += e; state[5] += f; state[6] += g; state[7] += h;
+    }
+}
+
+typedef void (*BlocksFn)(uint32_t *state, const uint8_t *p, size_t blocks);
+
+typedef struct {
+    int digest_len;
+    int state_words;
+    int big_endian; /* SHA: big-endian words and length; MD5: little-endian */
+    const uint32_t *init;
+    BlocksFn blocks;
+} Algo;
+
+static Algo ALGOS[3] = {
+    {16, 4, 0, MD5_INIT, md5_blocks},
+    {20, 5, 1, SHA1_INIT, sha1_blocks},
+    {32, 8, 1, SHA256_INIT, sha256_blocks},
+};
+
+/* The one or two final blocks of a message: its last n % 64 bytes, 0x80,
+ * zeros, then the bit length. Returns the number of blocks written to tail. */
+static int padded_tail(const Algo *algo, const uint8_t *p, size_t n, uint8_t tail[128])
+{
+    size_t rest = n % 64;
+    int blocks = rest < 56 ? 1 : 2;
+    uint64_t bits = (uint64_t)n * 8u;
+    uint8_t *length_at = tail + 64 * blocks - 8;
+    int k;
+    memset(tail, 0, 128);
+    if (rest) memcpy(tail, p + (n - rest), rest);
+    tail[rest] = 0x80;
+    for (k = 0; k < 8; k++) {
+        int shift = algo->big_endian ? 8 * (7 - k) : 8 * k;
+        length_at[k] = (uint8_t)(bits >> shift);
+    }
+    return blocks;
+}
+
+static void write_digest(const Algo *algo, const uint32_t *state, uint8_t *out)
+{
+    int k;
+    for (k = 0; k < algo->state_words; k++) {
+        if (algo->big_endian)
+            store_be32(out + 4 * k, state[k]);
+        else
+            store_le32(out + 4 * k, state[k]);
+    }
+}
+
+static void digest_one(const Algo *algo, BlocksFn blocks_fn, const uint8_t *p, size_t n, uint8_t *out)
+{
+    uint32_t state[8];
+    uint8_t tail[128];
+    int tail_blocks;
+    memcpy(state, algo->init, sizeof(uint32_t) * (size_t)algo->state_words);
+    if (n >= 64) blocks_fn(state, p, n / 64);
+    tail_blocks = padded_tail(algo, p, n, tail);
+    blocks_fn(state, tail, (size_t)tail_blocks);
+    write_digest(algo, state, out);
+}
+
+/* One message to digest: bytes, length, where its digest goes. */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    uint8_t *out;
+} Job;
+
+/* ======================================================================
+ * 3. Accelerated digests (x86-64)
+ * ====================================================================== */
+
+static int HAVE_AVX2 = 0, HAVE_SHA_NI = 0;
+static int USE_ACCELERATED = 1;
+
+#if SAFESET_X86
+
+static void detect_cpu(void)
+{
+    unsigned int a, b, c, d;
+    int os_saves_ymm = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    if ((c & (1u << 27)) && (c & (1u << 28))) { /* OSXSAVE and AVX */
+        unsigned int lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        os_saves_ymm = (lo & 6u) == 6u;
+    }
+    {
+        int sse41 = (c & (1u << 19)) != 0, ssse3 = (c & (1u << 9)) != 0;
+        if (__get_cpuid_max(0, NULL) < 7) return;
+        __cpuid_count(7, 0, a, b, c, d);
+        HAVE_AVX2 = os_saves_ymm && (b & (1u << 5)) != 0;
+        HAVE_SHA_NI = sse41 && ssse3 && (b & (1u << 29)) != 0;
+    }
+}
+
+/* --- MD5, 8 messages at once in AVX2 lanes -----------------------------
+ * Each lane walks its own message block by block (full blocks straight from
+ * the data, then its padded tail); a lane that finishes stores its digest
+ * and picks up the next job. Message words are gathered by an 8x8 transpose. */
+
+#define V8_ROTL(x, s) _mm256_or_si256(_mm256_slli_epi32((x), (s)), _mm256_srli_epi32((x), 32 - (s)))
+#define V8_F(b, c, d) _mm256_xor_si256((d), _mm256_and_si256((b), _mm256_xor_si256((c), (d))))
+#define V8_G(b, c, d) _mm256_xor_si256((c), _mm256_and_si256((d), _mm256_xor_si256((b), (c))))
+#define V8_H(b, c, d) _mm256_xor_si256(_mm256_xor_si256((b), (c)), (d))
+#define V8_I(b, c, d) _mm256_xor_si256((c), _mm256_or_si256((b), _mm256_xor_si256((d), ones)))
+#define V8_STEP(fn, a, b, c, d, i)                                                                   \
+    a = _mm256_add_epi32(                                                                            \
+        b, V8_ROTL(_mm256_add_epi32(_mm256_add_epi32(a, fn(b, c, d)),                                \
+                                    _mm256_add_epi32(w[MD5_WORD[i]], _mm256_set1_epi32((int)MD5_T[i]))), \
+                   MD5_SHIFT[i]))
+#define V8_FOUR(fn, i)                  \
+    V8_STEP(fn, a, b, c, d, i);         \
+    V8_STEP(fn, d, a, b, c, (i) + 1);   \
+    V8_STEP(fn, c, d, a, b, (i) + 2);   \
+    V8_STEP(fn, b, c, d, a, (i) + 3)
+
+typedef struct {
+    const uint8_t *next;  /* next full block in the message */
+    size_t full_left;     /* full blocks still to do */
+    int tail_left;        /* tail blocks still to do (after full ones) */
+    int tail_blocks;
+    uint8_t *out;         /* NULL: idle lane */
+    uint8_t tail[128];
+} Md5Lane;
+
+__attribute__((target("avx2"))) static void transpose8(__m256i *r)
+{
+    __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    r[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    r[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    r[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    r[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    r[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    r[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    r[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+static void md5_lane_start(Md5Lane *lane, const Job *job, uint32_t *state_words, int lane_index)
+{
+    int k;
+    lane->next = job->p;
+    lane->full_left = job->n / 64;
+    lane->tail_blocks = padded_tail(&ALGOS[ALGO_MD5], job->p, job->n, lane->tail);
+    lane->tail_left = lane->tail_blocks;
+    lane->out = job->out;
+    for (k = 0; k < 4; k++) state_words[8 * k + lane_index] = MD5_INIT[k];
+}
+
+static const uint8_t *md5_lane_block(Md5Lane *lane)
+{
+    const uint8_t *block;
+    if (lane->full_left) {
+        block = lane->next;
+        lane->next += 64;
+        lane->full_left--;
+        return block;
+    }
+    block = lane->tail + 64 * (lane->tail_blocks - lane->tail_left);
+    lane->tail_left--;
+    return block;
+}
+
+__attribute__((target("avx2"))) static void md5_jobs_avx2(const Job *jobs, size_t count)
+{
+    static const uint8_t idle_block[64];
+    Md5Lane lanes[8];
+    uint32_t state_words[32] __attribute__((aligned(32))); /* [word][lane] */
+    size_t next_job = 0;
+    int active = 0, j, k;
+    const __m256i ones = _mm256_set1_epi32(-1);
+
+    for (j = 0; j < 8; j++) {
+        lanes[j].out = NULL;
+        if (next_job < count) {
+            md5_lane_start(&lanes[j], &jobs[next_job++], state_words, j);
+            active++;
+        } else {
+            for (k = 0; k < 4; k++) state_words[8 * k + j] = 0;
+        }
+    }
+    while (active > 0) {
+        __m256i w[16], a, b, c, d, a0, b0, c0, d0;
+        const uint8_t *blocks[8];
+        for (j = 0; j < 8; j++) blocks[j] = lanes[j].out ? md5_lane_block(&lanes[j]) : idle_block;
+        for (j = 0; j < 8; j++) {
+            w[j] = _mm256_loadu_si256((const __m256i *)blocks[j]);
+            w[8 + j] = _mm256_loadu_si256((const __m256i *)(blocks[j] + 32));
+        }
+        transpose8(w);
+        transpose8(w + 8);
+        a = a0 = _mm256_load_si256((const __m256i *)(state_words + 0));
+        b = b0 = _mm256_load_si256((const __m256i *)(state_words + 8));
+        c = c0 = _mm256_load_si256((const __m256i *)(state_words + 16));
+        d = d0 = _mm256_load_si256((const __m256i *)(state_words + 24));
+        V8_FOUR(V8_F, 0); V8_FOUR(V8_F, 4); V8_FOUR(V8_F, 8); V8_FOUR(V8_F, 12);
+        V8_FOUR(V8_G, 16); V8_FOUR(V8_G, 20); V8_FOUR(V8_G, 24); V8_FOUR(V8_G, 28);
+        V8_FOUR(V8_H, 32); V8_FOUR(V8_H, 36); V8_FOUR(V8_H, 40); V8_FOUR(V8_H, 44);
+        V8_FOUR(V8_I, 48); V8_FOUR(V8_I, 52); V8_FOUR(V8_I, 56); V8_FOUR(V8_I, 60);
+        _mm256_store_si256((__m256i *)(state_words + 0), _mm256_add_epi32(a, a0));
+        _mm256_store_si256((__m256i *)(state_words + 8), _mm256_add_epi32(b, b0));
+        _mm256_store_si256((__m256i *)(state_words + 16), _mm256_add_epi32(c, c0));
+        _mm256_store_si256((__m256i *)(state_words + 24), _mm256_add_epi32(d, d0));
+        for (j = 0; j < 8; j++) {
+            Md5Lane *lane = &lanes[j];
+            if (lane->out == NULL || lane->full_left || lane->tail_left) continue;
+            for (k = 0; k < 4; k++) store_le32(lane->out + 4 * k, state_words[8 * k + j]);
+            lane->out = NULL;
+            active--;
+            if (next_job < count) {
+                md5_lane_start(lane, &jobs[next_job++], state_words, j);
+                active++;
+            }
+        }
+    }
+}
+
+/* --- SHA-256 with the SHA extensions -----------------------------------
+ * State lives in two registers as the instructions want it: ABEF and CDGH
+ * (A in the highest dword). Each SHA256RNDS2 does two rounds; message words
+ * 16..63 come from SHA256MSG1/MSG2 four at a time. */
+
+#define SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+
+SHA_TARGET static void sha256_blocks_ni(uint32_t *state, const uint8_t *p, size_t blocks)
+{
+    const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i abef = _mm_set_epi32((int)state[0], (int)state[1], (int)state[4], (int)state[5]);
+    __m128i cdgh = _mm_set_epi32((int)state[2], (int)state[3], (int)state[6], (int)state[7]);
+    for (; blocks > 0; blocks--, p += 64) {
+        __m128i abef_saved = abef, cdgh_saved = cdgh, m[4], wk;
+        int group;
+#pragma GCC unroll 16
+        for (group = 0; group < 16; group++) {
+            __m128i *slot = &m[group & 3];
+            if (group < 4) {
+                *slot = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * group)), byte_swap);
+            } else {
+                /* words 4g..4g+3 from groups g-4 (this slot), g-3, g-2, g-1 */
+                __m128i older = m[(group + 1) & 3], mid = m[(group + 2) & 3], newest = m[(group + 3) & 3];
+                __m128i partial = _mm_sha256msg1_epu32(*slot, older);
+                partial = _mm_add_epi32(partial, _mm_alignr_epi8(newest, mid, 4));
+                *slot = _mm_sha256msg2_epu32(partial, newest);
+            }
+            wk = _mm_add_epi32(*slot, _mm_loadu_si128((const __m128i *)(SHA256_K + 4 * group)));
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);  /* rounds 4g, 4g+1: cdgh now holds ABEF */
+            wk = _mm_shuffle_epi32(wk, 0x0e);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, wk);  /* rounds 4g+2, 4g+3 */
+        }
+        abef = _mm_add_epi32(abef, abef_saved);
+        cdgh = _mm_add_epi32(cdgh, cdgh_saved);
+    }
+    state[0] = (uint32_t)_mm_extract_epi32(abef, 3);
+    state[1] = (uint32_t)_mm_extract_epi32(abef, 2);
+    state[4] = (uint32_t)_mm_extract_epi32(abef, 1);
+    state[5] = (uint32_t)_mm_extract_epi32(abef, 0);
+    state[2] = (uint32_t)_mm_extract_epi32(cdgh, 3);
+    state[3] = (uint32_t)_mm_extract_epi32(cdgh, 2);
+    state[6] = (uint32_t)_mm_extract_epi32(cdgh, 1);
+    state[7] = (uint32_t)_mm_extract_epi32(cdgh, 0);
+}
+
+/* --- SHA-1 with the SHA extensions --------------------------------------
+ * ABCD in one register (A highest); SHA1RNDS4 does four rounds, its
+ * immediate picking the round function; SHA1NEXTE derives the next E from
+ * the A of four rounds before. */
+
+#define SHA1_FOUR_ROUNDS(fn_index)                                   \
+    do {                                                             \
+        __m128i abcd_before = abcd;                                  \
+        if (group == 0)                                              \
+            e_words = _mm_add_epi32(e_words, *slot);                 \
+        else                                                         \
+            e_words = _mm_sha1nexte_epu32(previous_abcd, *slot);     \
+        abcd = _mm_sha1rnds4_epu32(abcd, e_words, fn_index);         \
+        previous_abcd = abcd_before;                                 \
+    } while (0)
+
+SHA_TARGET static void sha1_blocks_ni(uint32_t *state, const uint8_t *p, size_t blocks)
+{
+    const __m128i word_swap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_set_epi32((int)state[0], (int)state[1], (int)state[2], (int)state[3]);
+    uint32_t e = state[4];
+    for (; blocks > 0; blocks--, p += 64) {
+        __m128i abcd_saved = abcd, m[4], previous_abcd = abcd;
+        __m128i e_words = _mm_set_epi32((int)e, 0, 0, 0);
+        int group;
+#pragma GCC unroll 20
+        for (group = 0; group < 20; group++) {
+            __m128i *slot = &m[group & 3];
+            if (group < 4) {
+                *slot = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * group)), word_swap);
+            } else {
+                __m128i older = m[(group + 1) & 3], mid = m[(group + 2) & 3], newest = m[(group + 3) & 3];
+                __m128i partial = _mm_xor_si128(_mm_sha1msg1_epu32(*slot, older), mid);
+                *slot = _mm_sha1msg2_epu32(partial, newest);
+            }
+            if (group < 5)
+                SHA1_FOUR_ROUNDS(0);
+            else if (group < 10)
+                SHA1_FOUR_ROUNDS(1);
+            else if (group < 15)
+                SHA1_FOUR_ROUNDS(2);
+            else
+                SHA1_FOUR_ROUNDS(3);
+        }
+        /* E after 80 rounds is rol30(A after round 76) = what SHA1NEXTE adds. */
+        e_words = _mm_sha1nexte_epu32(previous_abcd, _mm_set_epi32((int)e, 0, 0, 0));
+        e = (uint32_t)_mm_extract_epi32(e_words, 3);
+        abcd = _mm_add_epi32(abcd, abcd_saved);
+    }
+    state[0] = (uint32_t)_mm_extract_epi32(abcd, 3);
+    state[1] = (uint32_t)_mm_extract_epi32(abcd, 2);
+    state[2] = (uint32_t)_mm_extract_epi32(abcd, 1);
+    state[3] = (uint32_t)_mm_extract_epi32(abcd, 0);
+    state[4] = e;
+}
+
+#else /* not x86 */
+
+static void detect_cpu(void) {}
+
+#endif
+
+/* Digests every job; picks the fastest implementation this CPU has. */
+static void digest_jobs(int algo_id, const Job *jobs, size_t count)
+{
+    const Algo *algo = &ALGOS[algo_id];
+    BlocksFn blocks_fn = algo->blocks;
+    size_t i;
+#if SAFESET_X86
+    if (USE_ACCELERATED && algo_id == ALGO_MD5 && HAVE_AVX2) {
+        md5_jobs_avx2(jobs, count);
+        return;
+    }
+    if (USE_ACCELERATED && HAVE_SHA_NI) {
+        if (algo_id == ALGO_SHA256) blocks_fn = sha256_blocks_ni;
+        if (algo_id == ALGO_SHA1) blocks_fn = sha1_blocks_ni;
+    }
+#endif
+    for (i = 0; i < count; i++) digest_one(algo, blocks_fn, jobs[i].p, jobs[i].n, jobs[i].out);
+}
+
+/* ======================================================================
+ * 4. digest(), hex_decode(), hex_encode()
+ * ====================================================================== */
+
+static int open_writable(PyObject *object, Py_buffer *view, Py_ssize_t expected, const char *what)
+{
+    if (PyObject_GetBuffer(object, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (view->len != expected) {
+        PyErr_Format(PyExc_ValueError, "%s buffer has %zd bytes, expected %zd", what, view->len, expected);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(digest_doc,
+"digest(algo, validity, offsets, data, offset, length, large, rows, out)\n\n"
+"Digest each value of an Arrow (large_)string/binary array into `out`\n"
+"(a writable C-contiguous buffer of count * digest_len bytes). algo: 0 MD5,\n"
+"1 SHA-1, 2 SHA-256. rows: None (all rows) or a buffer of int64 row indices.\n"
+"Null rows are left untouched.");
+
+static PyObject *native_digest(PyObject *self, PyObject *args)
+{
+    int algo_id, large;
+    PyObject *validity, *offsets, *data, *rows_object, *out_object;
+    Py_ssize_t offset, length, count, i;
+    Column col;
+    Py_buffer rows_view, out_view;
+    const int64_t *rows = NULL;
+    int have_rows = 0;
+    Job *jobs;
+    size_t job_count = 0;
+    int digest_len;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "iOOOnnpOO", &algo_id, &validity, &offsets, &data, &offset, &length,
+                          &large, &rows_object, &out_object))
+        return NULL;
+    if (algo_id < 0 || algo_id > 2) {
+        PyErr_SetString(PyExc_ValueError, "unknown digest algorithm");
+        return NULL;
+    }
+    digest_len = ALGOS[algo_id].digest_len;
+    if (column_open(&col, validity, offsets, data, offset, length, large) < 0) return NULL;
+    count = length;
+    if (rows_object != Py_None) {
+        if (PyObject_GetBuffer(rows_object, &rows_view, PyBUF_C_CONTIGUOUS) < 0) goto fail_column;
+        have_rows = 1;
+        if (rows_view.len % 8 != 0) {
+            PyErr_SetString(PyExc_ValueError, "rows must be int64");
+            goto fail_rows;
+        }
+        rows = (const int64_t *)rows_view.buf;
+        count = rows_view.len / 8;
+        for (i = 0; i < count; i++) {
+            if (rows[i] < 0 || rows[i] >= length) {
+                PyErr_Format(PyExc_IndexError, "row %lld out of range for %zd rows", (long long)rows[i], length);
+                goto fail_rows;
+            }
+        }
+    }
+    if (open_writable(out_object, &out_view, count * digest_len, "out") < 0) goto fail_rows;
+    jobs = (Job *)PyMem_Malloc(sizeof(Job) * (size_t)(count ? count : 1));
+    if (jobs == NULL) {
+        PyErr_NoMemory();
+        goto fail_out;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (i = 0; i < count; i++) {
+        Py_ssize_t row = have_rows ? (Py_ssize_t)rows[i] : i;
+        int64_t start;
+        if (!column_is_valid(&col, row)) continue;
+        start = column_start(&col, row);
+        jobs[job_count].p = col.data ? col.data + start : (const uint8_t *)"";
+        jobs[job_count].n = (size_t)(column_end(&col, row) - start);
+        jobs[job_count].out = (uint8_t *)out_view.buf + i * digest_len;
+        job_count++;
+    }
+    digest_jobs(algo_id, jobs, job_count);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(jobs);
+    PyBuffer_Release(&out_view);
+    if (have_rows) PyBuffer_Release(&rows_view);
+    column_close(&col);
+    Py_RETURN_NONE;
+
+fail_out:
+    PyBuffer_Release(&out_view);
+fail_rows:
+    if (have_rows) PyBuffer_Release(&rows_view);
+fail_column:
+    column_close(&col);
+    return NULL;
+}
+
+PyDoc_STRVAR(hex_decode_doc,
+"hex_decode(validity, offsets, data, offset, length, large, nbytes, accept_raw, out, valid)\n\n"
+"Parse values of exactly 2*nbytes hex digits (either case) into out (length *\n"
+"nbytes bytes, zero where invalid) and set valid[i] to 0/1. With accept_raw,\n"
+"values of exactly nbytes bytes are taken as raw digests.");
+
+static PyObject *native_hex_decode(PyObject *self, PyObject *args)
+{
+    PyObject *validity, *offsets, *data, *out_object, *valid_object;
+    Py_ssize_t offset, length, nbytes, i;
+    int large, accept_raw;
+    Column col;
+    Py_buffer out_view, valid_view;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "OOOnnpnpOO", &validity, &offsets, &data, &offset, &length, &large, &nbytes,
+                          &accept_raw, &out_object, &valid_object))
+        return NULL;
+    if (nbytes <= 0) {
+        PyErr_SetString(PyExc_ValueError, "nbytes must be positive");
+        return NULL;
+    }
+    if (column_open(&col, validity, offsets, data, offset, length, large) < 0) return NULL;
+    if (open_writable(out_object, &out_view, length * nbytes, "out") < 0) {
+        column_close(&col);
+        return NULL;
+    }
+    if (open_writable(valid_object, &valid_view, length, "valid") < 0) {
+        PyBuffer_Release(&out_view);
+        column_close(&col);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (i = 0; i < length; i++) {
+        uint8_t *out = (uint8_t *)out_view.buf + i * nbytes;
+        uint8_t ok = 0;
+        if (column_is_valid(&col, i)) {
+            int64_t start = column_start(&col, i), n = column_end(&col, i) - start;
+            const uint8_t *p = col.data ? col.data + start : NULL;
+            if (n == 2 * (int64_t)nbytes) {
+                int bad = 0;
+                Py_ssize_t k;
+                for (k = 0; k < nbytes; k++) {
+                    int high = HEX_VALUE[p[2 * k]], low = HEX_VALUE[p[2 * k + 1]];
+                    bad |= high | low; /* negative if either is not hex */
+                    out[k] = (uint8_t)(((unsigned)high << 4) | ((unsigned)low & 15u));
+                }
+                ok = bad >= 0;
+                if (!ok) memset(out, 0, (size_t)nbytes);
+            } else if (accept_raw && n == (int64_t)nbytes) {
+                memcpy(out, p, (size_t)nbytes);
+                ok = 1;
+            }
+        }
+        if (!ok) memset(out, 0, (size_t)nbytes);
+        ((uint8_t *)valid_view.buf)[i] = ok;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&valid_view);
+    PyBuffer_Release(&out_view);
+    column_close(&col);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(hex_encode_doc,
+"hex_encode(digests, width) -> (offsets: bytes of int32, data: bytes)\n\n"
+"Lower-case hex text of each width-byte row of a C-contiguous buffer.");
+
+static PyObject *native_hex_encode(PyObject *self, PyObject *args)
+{
+    PyObject *digests_object, *offsets_bytes = NULL, *data_bytes = NULL;
+    Py_ssize_t width, rows, i, k;
+    Py_buffer view;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "On", &digests_object, &width)) return NULL;
+    if (width <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be positive");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(digests_object, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (view.len % width != 0 || view.len > (Py_ssize_t)(INT32_MAX / 2)) {
+        PyErr_SetString(PyExc_ValueError, "buffer size is not a multiple of width, or too large");
+        goto done;
+    }
+    rows = view.len / width;
+    offsets_bytes = PyBytes_FromStringAndSize(NULL, (rows + 1) * 4);
+    data_bytes = PyBytes_FromStringAndSize(NULL, view.len * 2);
+    if (offsets_bytes == NULL || data_bytes == NULL) goto done;
+    {
+        const uint8_t *in = (const uint8_t *)view.buf;
+        uint8_t *text = (uint8_t *)PyBytes_AS_STRING(data_bytes);
+        int32_t *offsets = (int32_t *)PyBytes_AS_STRING(offsets_bytes);
+        Py_BEGIN_ALLOW_THREADS
+        for (i = 0; i <= rows; i++) offsets[i] = (int32_t)(i * width * 2);
+        for (k = 0; k < view.len; k++) {
+            text[2 * k] = (uint8_t)LOWER_HEX[in[k] >> 4];
+            text[2 * k + 1] = (uint8_t)LOWER_HEX[in[k] & 15];
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(NN)", offsets_bytes, data_bytes);
+
+done:
+    PyBuffer_Release(&view);
+    Py_XDECREF(offsets_bytes);
+    Py_XDECREF(data_bytes);
+    return NULL;
+}
+
+/* ======================================================================
+ * 5. URL canonical form
+ * ====================================================================== */
+
+#define CANON_FALLBACK ((size_t)-1)
+/* Bytes the URL code may write past its real output (16-byte stores). */
+#define CANON_SLACK 64
+
+static inline int is_c0_or_space(uint8_t c)
+{
+    return c <= 0x20;
+}
+
+/* --- Scanning helpers: 16 bytes at a time with SSE2 where available ----- */
+
+#if defined(__SSE2__) && defined(__GNUC__)
+#define SAFESET_SSE2 1
+#include <emmintrin.h>
+
+static inline unsigned int match_mask(__m128i chunk, char a, char b)
+{
+    __m128i hits = _mm_or_si128(_mm_cmpeq_epi8(chunk, _mm_set1_epi8(a)), _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b)));
+    return (unsigned int)_mm_movemask_epi8(hits);
+}
+#else
+#define SAFESET_SSE2 0
+#endif
+
+/* Copies p[0..n) to out up to the first byte equal to a or b; returns how
+ * many bytes that is. May write up to 15 bytes beyond them (CANON_SLACK). */
+static inline size_t copy_until(const uint8_t *p, size_t n, uint8_t *out, uint8_t a, uint8_t b)
+{
+    size_t i = 0;
+#if SAFESET_SSE2
+    while (i + 16 <= n) {
+        __m128i chunk = _mm_loadu_si128((const __m128i *)(p + i));
+        unsigned int mask = match_mask(chunk, (char)a, (char)b);
+        _mm_storeu_si128((__m128i *)(out + i), chunk);
+        if (mask) return i + (size_t)__builtin_ctz(mask);
+        i += 16;
+    }
+#endif
+    for (; i < n; i++) {
+        if (p[i] == a || p[i] == b) break;
+        out[i] = p[i];
+    }
+    return i;
+}
+
+/* Index of the first byte equal to a or b in p[0..n), or n. */
+static inline size_t find_either(const uint8_t *p, size_t n, uint8_t a, uint8_t b)
+{
+    size_t i = 0;
+#if SAFESET_SSE2
+    while (i + 16 <= n) {
+        unsigned int mask = match_mask(_mm_loadu_si128((const __m128i *)(p + i)), (char)a, (char)b);
+        if (mask) return i + (size_t)__builtin_ctz(mask);
+        i += 16;
+    }
+#endif
+    for (; i < n; i++)
+        if (p[i] == a || p[i] == b) break;
+    return i;
+}
+
+/* Index of the first byte in p[0..n) that is not HOST_PLAIN, or n. */
+static inline size_t skip_host_plain(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+#if SAFESET_SSE2
+    while (i + 16 <= n) {
+        __m128i chunk = _mm_loadu_si128((const __m128i *)(p + i));
+        /* signed compares: bytes >= 0x80 are negative, so "< 0x21" catches them too */
+        __m128i stop = _mm_or_si128(_mm_cmplt_epi8(chunk, _mm_set1_epi8(0x21)),
+                                    _mm_cmpeq_epi8(chunk, _mm_set1_epi8(0x7f)));
+        __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(chunk, _mm_set1_epi8('A' - 1)),
+                                      _mm_cmplt_epi8(chunk, _mm_set1_epi8('Z' + 1)));
+        unsigned int mask;
+        stop = _mm_or_si128(stop, upper);
+        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(chunk, _mm_set1_epi8('@')));
+        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(chunk, _mm_set1_epi8('[')));
+        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(chunk, _mm_set1_epi8(':')));
+        mask = (unsigned int)_mm_movemask_epi8(stop) | match_mask(chunk, '/', '?') | match_mask(chunk, '#', '%');
+        if (mask) return i + (size_t)__builtin_ctz(mask);
+        i += 16;
+    }
+#endif
+    while (i < n && HOST_PLAIN[p[i]]) i++;
+    return i;
+}
+
+/* --- The canonical form, piece by piece ---------------------------------- */
+
+/* Decodes the escape at p (p[0] == '%', n bytes available) into out.
+ * Escapes of unreserved characters are decoded (lower-cased when
+ * lower_decoded), other escapes get upper-case hex, and a '%' that starts no
+ * escape becomes "%25". Sets *used to the input bytes consumed; returns
+ * bytes written. */
+static inline size_t normalise_one_escape(const uint8_t *p, size_t n, uint8_t *out, int lower_decoded, size_t *used)
+{
+    if (n >= 3 && HEX_VALUE[p[1]] >= 0 && HEX_VALUE[p[2]] >= 0) {
+        uint8_t value = (uint8_t)((HEX_VALUE[p[1]] << 4) | HEX_VALUE[p[2]]);
+        *used = 3;
+        if (UNRESERVED[value]) {
+            out[0] = lower_decoded ? ascii_lower(value) : value;
+            return 1;
+        }
+        out[0] = '%';
+        out[1] = (uint8_t)UPPER_HEX[value >> 4];
+        out[2] = (uint8_t)UPPER_HEX[value & 15];
+        return 3;
+    }
+    *used = 1;
+    out[0] = '%';
+    out[1] = '2';
+    out[2] = '5';
+    return 3;
+}
+
+/* Percent-escape normalisation (userinfo, path segments, query). Returns
+ * bytes written (at most 3n). */
+static size_t normalise_escapes(const uint8_t *p, size_t n, uint8_t *out)
+{
+    size_t i = 0, o = 0, used;
+    while (i < n) {
+        size_t run = copy_until(p + i, n - i, out + o, '%', '%');
+        i += run;
+        o += run;
+        if (i >= n) break;
+        o += normalise_one_escape(p + i, n - i, out + o, 0, &used);
+        i += used;
+    }
+    return o;
+}
+
+/* Host: escapes normalised, and everything outside escape hex lower-cased. */
+static size_t normalise_host(const uint8_t *p, size_t n, uint8_t *out)
+{
+    size_t i = 0, o = 0, used;
+    while (i < n) {
+        if (p[i] != '%') {
+            out[o++] = ascii_lower(p[i++]);
+        } else {
+            o += normalise_one_escape(p + i, n - i, out + o, 1, &used);
+            i += used;
+        }
+    }
+    return o;
+}
+
+/* Path: escapes normalised segment by segment, dot-segments removed as in
+ * RFC 3986 5.2.4 (p is empty or starts with '/'); empty -> "/". */
+static size_t canonical_path(const uint8_t *p, size_t n, uint8_t *out)
+{
+    size_t i = 0, o = 0, used;
+    if (n == 0) {
+        out[0] = '/';
+        return 1;
+    }
+    while (i < n) { /* p[i] == '/' */
+        size_t at = o, written;
+        out[o++] = '/';
+        i++;
+        for (;;) {
+            size_t run = copy_until(p + i, n - i, out + o, '/', '%');
+            i += run;
+            o += run;
+            if (i >= n || p[i] == '/') break;
+            o += normalise_one_escape(p + i, n - i, out + o, 0, &used);
+            i += used;
+        }
+        written = o - at - 1;
+        if (written == 1 && out[at + 1] == '.') {
+            o = at;
+            if (i >= n) out[o++] = '/';
+        } else if (written == 2 && out[at + 1] == '.' && out[at + 2] == '.') {
+            o = at;
+            if (o > 0) { /* drop the last kept "/segment" */
+                while (out[o - 1] != '/') o--;
+                o--;
+            }
+            if (i >= n) out[o++] = '/';
+        }
+    }
+    if (o == 0) out[o++] = '/';
+    return o;
+}
+
+/* Is the port (digits, leading zeros allowed) the scheme's default, or empty? */
+static int is_default_port(const uint8_t *scheme, size_t scheme_len, const uint8_t *port, size_t port_len)
+{
+    const char *default_port = NULL;
+    size_t k = 0;
+    if (port_len == 0) return 1;
+    if (scheme_len == 4 && memcmp(scheme, "http", 4) == 0) default_port = "80";
+    else if (scheme_len == 5 && memcmp(scheme, "https", 5) == 0) default_port = "443";
+    else if (scheme_len == 3 && memcmp(scheme, "ftp", 3) == 0) default_port = "21";
+    if (default_port == NULL) return 0;
+    for (k = 0; k < port_len; k++)
+        if (port[k] < '0' || port[k] > '9') return 0;
+    for (k = 0; k < port_len && port[k] == '0'; k++) {
+    }
+    return port_len - k == strlen(default_port) && memcmp(port + k, default_port, port_len - k) == 0;
+}
+
+/* Where the host ends and the port starts inside [start, end) of an authority
+ * without userinfo. port_at is end when there is no port (no ':'). */
+static void split_host_port(const uint8_t *p, size_t start, size_t end, size_t *host_end, size_t *port_at)
+{
+    const uint8_t *colon;
+    *host_end = end;
+    *port_at = end;
+    if (start < end && p[start] == '[') {
+        const uint8_t *close = (const uint8_t *)memchr(p + start, ']', end - start);
+        if (close != NULL) {
+            size_t after = (size_t)(close - p) + 1;
+            if (after < end && p[after] == ':') {
+                *host_end = after;
+                *port_at = after + 1;
+            }
+        }
+        return;
+    }
+    colon = (const uint8_t *)memchr(p + start, ':', end - start);
+    if (colon != NULL) {
+        *host_end = (size_t)(colon - p);
+        *port_at = *host_end + 1;
+    }
+}
+
+/* Length of the "scheme://" prefix at p (0 if none). */
+static size_t scheme_prefix(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    if (n == 0 || !((p[0] | 32) >= 'a' && (p[0] | 32) <= 'z')) return 0;
+    while (i < n && SCHEME_CHAR[p[i]]) i++;
+    if (n - i >= 3 && p[i] == ':' && p[i + 1] == '/' && p[i + 2] == '/') return i + 3;
+    return 0;
+}
+
+/* Canonical form of one URL into out (room for 3n + CANON_SLACK bytes).
+ * Returns its length, or CANON_FALLBACK when the host is not ASCII (the
+ * Python reference then does IDNA). Follows safeset/signals/url.py step by
+ * step. */
+static size_t canonical_url_one(const uint8_t *p, size_t n, uint8_t *out)
+{
+    size_t start = 0, end = n, prefix, authority, authority_end, path_end, host_start, host_end, port_at;
+    size_t o = 0, k, host_out;
+    const uint8_t *found;
+
+    while (start < end && is_c0_or_space(p[start])) start++;
+    while (end > start && is_c0_or_space(p[end - 1])) end--;
+    p += start;
+    n = end - start;
+    prefix = scheme_prefix(p, n);
+    if (prefix == 0) {
+        memcpy(out, p, n);
+        return n;
+    }
+    authority = prefix;
+    found = (const uint8_t *)memchr(p + authority, '#', n - authority);
+    if (found != NULL) {
+        n = (size_t)(found - p);
+        while (n > authority && is_c0_or_space(p[n - 1])) n--;
+    }
+    authority_end = authority + find_either(p + authority, n - authority, '/', '?');
+    found = (const uint8_t *)memchr(p + authority_end, '?', n - authority_end);
+    path_end = found ? (size_t)(found - p) : n;
+
+    host_start = authority;
+    for (k = authority_end; k > authority; k--) {
+        if (p[k - 1] == '@') {
+            host_start = k;
+            break;
+        }
+    }
+    split_host_port(p, host_start, authority_end, &host_end, &port_at);
+    for (k = host_start; k < host_end; k++)
+        if (p[k] >= 0x80) return CANON_FALLBACK;
+
+    for (k = 0; k + 3 < prefix; k++) out[o++] = ascii_lower(p[k]);
+    out[o++] = ':';
+    out[o++] = '/';
+    out[o++] = '/';
+    o += normalise_escapes(p + authority, host_start - authority, out + o);
+    host_out = o;
+    o += normalise_host(p + host_start, host_end - host_start, out + o);
+    if (host_end == host_start || p[host_start] != '[') {
+        while (o > host_out && out[o - 1] == '.') o--;
+    }
+    if (host_end < authority_end && !is_default_port(out, prefix - 3, p + port_at, authority_end - port_at)) {
+        out[o++] = ':';
+        memcpy(out + o, p + port_at, authority_end - port_at);
+        o += authority_end - port_at;
+    }
+    o += canonical_path(p + authority_end, path_end - authority_end, out + o);
+    o += normalise_escapes(p + path_end, n - path_end, out + o);
+    return o;
+}
+
+/* Is "/." or "/.." at p[0..] (p[0] == '/', p[1] == '.') a whole path segment? */
+static inline int is_dot_segment_at(const uint8_t *p, size_t n)
+{
+    size_t after = (n > 2 && p[2] == '.') ? 3 : 2;
+    return after >= n || p[after] == '/' || p[after] == '?';
+}
+
+/* Path and query of a URL that is canonical so far: 1 if they need no change
+ * (no escapes, no fragment, no dot-segments). Conservative: '%' anywhere
+ * means "let the full code decide". */
+static int path_and_query_are_plain(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+#if SAFESET_SSE2
+    const __m128i slash = _mm_set1_epi8('/'), dot = _mm_set1_epi8('.'), question = _mm_set1_epi8('?');
+    while (i + 17 <= n) {
+        __m128i chunk = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i next = _mm_loadu_si128((const __m128i *)(p + i + 1));
+        unsigned int bad = match_mask(chunk, '%', '#');
+        unsigned int stop = (unsigned int)_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, question));
+        unsigned int slash_dot = (unsigned int)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpeq_epi8(chunk, slash), _mm_cmpeq_epi8(next, dot)));
+        if (stop) { /* the query starts here: only bytes before it are path */
+            unsigned int before = (stop & (0u - stop)) - 1u;
+            bad &= before;
+            slash_dot &= before;
+        }
+        if (bad) return 0;
+        while (slash_dot) {
+            if (is_dot_segment_at(p + i + (size_t)__builtin_ctz(slash_dot), n - i - (size_t)__builtin_ctz(slash_dot)))
+                return 0;
+            slash_dot &= slash_dot - 1u;
+        }
+        if (stop) {
+            i += (size_t)__builtin_ctz(stop);
+            goto query;
+        }
+        i += 16;
+    }
+#endif
+    for (; i < n; i++) {
+        uint8_t c = p[i];
+        if (!PATH_SPECIAL[c]) continue;
+        if (c == '?') goto query;
+        if (c != '/') return 0; /* '%' or '#' */
+        if (i + 1 < n && p[i + 1] == '.' && is_dot_segment_at(p + i, n - i)) return 0;
+    }
+    return 1;
+query:
+    return find_either(p + i, n - i, '%', '#') == n - i;
+}
+
+/* A quick, conservative test: 1 only if canonical_url_one(p) would return p
+ * unchanged. It gives up (0) on anything unusual (userinfo, IPv6, escapes,
+ * upper case, non-ASCII host, default port ...) and lets the full code
+ * decide. Most URLs in web datasets are already canonical; this keeps them
+ * cheap. */
+static int is_plainly_canonical(const uint8_t *p, size_t n)
+{
+    size_t i = 1, authority, port_at = 0, host_end;
+    if (n == 0) return 1;
+    if (is_c0_or_space(p[0]) || is_c0_or_space(p[n - 1])) return 0;
+    if (!(p[0] >= 'a' && p[0] <= 'z')) return !(p[0] >= 'A' && p[0] <= 'Z'); /* no scheme: as is */
+    while (i < n && SCHEME_CHAR[p[i]]) {
+        if (p[i] >= 'A' && p[i] <= 'Z') return 0;
+        i++;
+    }
+    if (!(n - i >= 3 && p[i] == ':' && p[i + 1] == '/' && p[i + 2] == '/')) return 1;
+    authority = i + 3;
+    for (i = authority;; i++) {
+        i += skip_host_plain(p + i, n - i);
+        if (i == n) return 0; /* empty path becomes "/" */
+        if (p[i] == '/') break;
+        if (p[i] != ':') return 0; /* userinfo, IPv6, escape, upper case, non-ASCII ... */
+        if (port_at == 0) port_at = i + 1;
+    }
+    host_end = port_at ? port_at - 1 : i;
+    if (host_end > authority && p[host_end - 1] == '.') return 0;
+    if (port_at && is_default_port(p, authority - 3, p + port_at, i - port_at)) return 0;
+    return path_and_query_are_plain(p + i, n - i);
+}
+
+PyDoc_STRVAR(canonical_urls_doc,
+"canonical_urls(validity, offsets, data, offset, length, large)\n"
+"  -> (offsets | None, data | None, changed, fallback_rows)\n\n"
+"Canonical form of each URL. offsets (int64) and data are None when no row\n"
+"changed and none needs Python. changed: one byte per row. fallback_rows:\n"
+"int64 indices of rows left empty here, for Python to fill (non-ASCII hosts).");
+
+enum { ROW_SAME = 0, ROW_CHANGED = 1, ROW_FALLBACK = 2 };
+
+/* One scratch buffer kept between calls (taken and given back under the GIL),
+ * so batches do not pay for fresh pages every time. */
+static ByteBuffer SCRATCH_POOL = {NULL, 0, 0};
+
+static ByteBuffer scratch_take(void)
+{
+    ByteBuffer buffer = SCRATCH_POOL;
+    SCRATCH_POOL.bytes = NULL;
+    SCRATCH_POOL.capacity = 0;
+    buffer.used = 0;
+    return buffer;
+}
+
+static void scratch_give_back(ByteBuffer buffer)
+{
+    if (SCRATCH_POOL.bytes == NULL && buffer.capacity <= ((size_t)64 << 20)) {
+        SCRATCH_POOL = buffer;
+        SCRATCH_POOL.used = 0;
+    } else {
+        free(buffer.bytes);
+    }
+}
+
+static PyObject *native_canonical_urls(PyObject *self, PyObject *args)
+{
+    PyObject *validity, *offsets, *data, *offsets_bytes = NULL, *changed_bytes = NULL, *result = NULL;
+    PyObject *data_bytes = NULL, *fallback_bytes = NULL;
+    Py_ssize_t offset, length, i;
+    int large, failed = 0;
+    size_t changed_rows = 0, total = 0;
+    Column col;
+    ByteBuffer changed_text, fallback = {NULL, 0, 0}; /* changed rows' text in row order; fallback rows */
+    int64_t *out_offsets;
+    uint8_t *row_state;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "OOOnnp", &validity, &offsets, &data, &offset, &length, &large)) return NULL;
+    if (column_open(&col, validity, offsets, data, offset, length, large) < 0) return NULL;
+    offsets_bytes = PyBytes_FromStringAndSize(NULL, (length + 1) * 8);
+    changed_bytes = PyBytes_FromStringAndSize(NULL, length);
+    if (offsets_bytes == NULL || changed_bytes == NULL) {
+        Py_XDECREF(offsets_bytes);
+        Py_XDECREF(changed_bytes);
+        column_close(&col);
+        return NULL;
+    }
+    out_offsets = (int64_t *)PyBytes_AS_STRING(offsets_bytes);
+    row_state = (uint8_t *)PyBytes_AS_STRING(changed_bytes);
+    changed_text = scratch_take();
+
+    /* Pass 1: classify each row, keeping the text of changed rows only.
+     * out_offsets[i + 1] holds row i's output length for now. */
+    Py_BEGIN_ALLOW_THREADS
+    out_offsets[0] = 0;
+    for (i = 0; i < length; i++) {
+        size_t n, written;
+        const uint8_t *p;
+        int64_t start;
+        row_state[i] = ROW_SAME;
+        out_offsets[i + 1] = 0;
+        if (!column_is_valid(&col, i)) continue;
+        start = column_start(&col, i);
+        p = col.data ? col.data + start : (const uint8_t *)"";
+        n = (size_t)(column_end(&col, i) - start);
+        out_offsets[i + 1] = (int64_t)n;
+        total += n;
+        if (is_plainly_canonical(p, n)) continue;
+        if (bytebuffer_reserve(&changed_text, 3 * n + CANON_SLACK) < 0) {
+            failed = 1;
+            break;
+        }
+        written = canonical_url_one(p, n, changed_text.bytes + changed_text.used);
+        if (written == CANON_FALLBACK) {
+            int64_t row = (int64_t)i;
+            if (bytebuffer_reserve(&fallback, 8) < 0) {
+                failed = 1;
+                break;
+            }
+            memcpy(fallback.bytes + fallback.used, &row, 8);
+            fallback.used += 8;
+            row_state[i] = ROW_FALLBACK;
+            out_offsets[i + 1] = 0;
+            total -= n;
+        } else if (written != n || memcmp(p, changed_text.bytes + changed_text.used, n) != 0) {
+            row_state[i] = ROW_CHANGED;
+            changed_rows++;
+            changed_text.used += written;
+            out_offsets[i + 1] = (int64_t)written;
+            total = total - n + written;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    fallback_bytes = PyBytes_FromStringAndSize((const char *)fallback.bytes, (Py_ssize_t)fallback.used);
+    if (fallback_bytes == NULL) goto done;
+    if (changed_rows == 0 && fallback.used == 0) {
+        for (i = 0; i < length; i++) row_state[i] = 0;
+        result = Py_BuildValue("(OOOO)", Py_None, Py_None, changed_bytes, fallback_bytes);
+        goto done;
+    }
+    /* Pass 2: lay out every row's text in the result. */
+    data_bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (data_bytes == NULL) goto done;
+    {
+        uint8_t *text = (uint8_t *)PyBytes_AS_STRING(data_bytes);
+        size_t cursor = 0, used = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (i = 0; i < length; i++) {
+            size_t n = (size_t)out_offsets[i + 1];
+            if (row_state[i] == ROW_CHANGED) {
+                memcpy(text + used, changed_text.bytes + cursor, n);
+                cursor += n;
+            } else if (n) {
+                memcpy(text + used, col.data + column_start(&col, i), n);
+            }
+            used += n;
+            out_offsets[i + 1] = (int64_t)used;
+            row_state[i] = row_state[i] == ROW_CHANGED;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    result = Py_BuildValue("(OOOO)", offsets_bytes, data_bytes, changed_bytes, fallback_bytes);
+done:
+    scratch_give_back(changed_text);
+    free(fallback.bytes);
+    Py_XDECREF(offsets_bytes);
+    Py_XDECREF(data_bytes);
+    Py_XDECREF(changed_bytes);
+    Py_XDECREF(fallback_bytes);
+    column_close(&col);
+    return result;
+}
+
+PyDoc_STRVAR(splice_strings_doc,
+"splice_strings(offsets, data, rows, values) -> (offsets, data)\n\n"
+"Put values[k] (bytes) at row rows[k] of an int64-offsets string layout whose\n"
+"rows `rows` (ascending int64) are empty.");
+
+static PyObject *native_splice_strings(PyObject *self, PyObject *args)
+{
+    PyObject *offsets_object, *data_object, *rows_object, *values, *result = NULL;
+    PyObject *new_offsets = NULL, *new_data = NULL;
+    Py_buffer offsets_view, data_view, rows_view;
+    Py_ssize_t n, row_count, k, extra = 0;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "OOOO!", &offsets_object, &data_object, &rows_object, &PyList_Type, &values))
+        return NULL;
+    if (PyObject_GetBuffer(offsets_object, &offsets_view, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(data_object, &data_view, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&offsets_view);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(rows_object, &rows_view, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data_view);
+        PyBuffer_Release(&offsets_view);
+        return NULL;
+    }
+    n = offsets_view.len / 8 - 1;
+    row_count = rows_view.len / 8;
+    {
+        const int64_t *offsets = (const int64_t *)offsets_view.buf;
+        const int64_t *rows = (const int64_t *)rows_view.buf;
+        const uint8_t *data = (const uint8_t *)data_view.buf;
+        int64_t *out_offsets;
+        uint8_t *out;
+        Py_ssize_t row, next = 0, o = 0;
+
+        if (n < 0 || PyList_GET_SIZE(values) != row_count || offsets[n] != data_view.len) {
+            PyErr_SetString(PyExc_ValueError, "splice_strings: inconsistent arguments");
+            goto done;
+        }
+        for (k = 0; k < row_count; k++) {
+            PyObject *value = PyList_GET_ITEM(values, k);
+            if (!PyBytes_Check(value)) {
+                PyErr_SetString(PyExc_TypeError, "splice_strings: values must be bytes");
+                goto done;
+            }
+            if (rows[k] < 0 || rows[k] >= n || (k > 0 && rows[k] <= rows[k - 1])) {
+                PyErr_SetString(PyExc_ValueError, "splice_strings: rows must be ascending and in range");
+                goto done;
+            }
+            extra += PyBytes_GET_SIZE(value);
+        }
+        new_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 8);
+        new_data = PyBytes_FromStringAndSize(NULL, data_view.len + extra);
+        if (new_offsets == NULL || new_data == NULL) goto done;
+        out_offsets = (int64_t *)PyBytes_AS_STRING(new_offsets);
+        out = (uint8_t *)PyBytes_AS_STRING(new_data);
+        out_offsets[0] = 0;
+        for (row = 0; row < n; row++) {
+            if (next < row_count && rows[next] == row) {
+                PyObject *value = PyList_GET_ITEM(values, next);
+                memcpy(out + o, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value));
+                o += PyBytes_GET_SIZE(value);
+                next++;
+            } else {
+                Py_ssize_t length = (Py_ssize_t)(offsets[row + 1] - offsets[row]);
+                memcpy(out + o, data + offsets[row], (size_t)length);
+                o += length;
+            }
+            out_offsets[row + 1] = o;
+        }
+        result = Py_BuildValue("(OO)", new_offsets, new_data);
+    }
+done:
+    Py_XDECREF(new_offsets);
+    Py_XDECREF(new_data);
+    PyBuffer_Release(&rows_view);
+    PyBuffer_Release(&data_view);
+    PyBuffer_Release(&offsets_view);
+    return result;
+}
+
+PyDoc_STRVAR(hosts_doc,
+"hosts(validity, offsets, data, offset, length, large) -> (offsets, data, valid)\n\n"
+"Host of each canonical URL: no userinfo, port or IPv6 brackets. offsets are\n"
+"int64; valid is one byte per row, 0 for nulls and rows without a host.");
+
+static PyObject *native_hosts(PyObject *self, PyObject *args)
+{
+    PyObject *validity, *offsets, *data, *offsets_bytes = NULL, *data_bytes = NULL, *valid_bytes = NULL;
+    PyObject *result = NULL;
+    Py_ssize_t offset, length, i;
+    int large;
+    Column col;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "OOOnnp", &validity, &offsets, &data, &offset, &length, &large)) return NULL;
+    if (column_open(&col, validity, offsets, data, offset, length, large) < 0) return NULL;
+    offsets_bytes = PyBytes_FromStringAndSize(NULL, (length + 1) * 8);
+    valid_bytes = PyBytes_FromStringAndSize(NULL, length);
+    /* A host is a substring of its URL, so the input size bounds the output. */
+    data_bytes = PyBytes_FromStringAndSize(NULL, length ? column_end(&col, length - 1) - column_start(&col, 0) : 0);
+    if (offsets_bytes == NULL || valid_bytes == NULL || data_bytes == NULL) goto done;
+    {
+        int64_t *out_offsets = (int64_t *)PyBytes_AS_STRING(offsets_bytes);
+        uint8_t *valid = (uint8_t *)PyBytes_AS_STRING(valid_bytes);
+        uint8_t *out = (uint8_t *)PyBytes_AS_STRING(data_bytes);
+        int64_t o = 0;
+        Py_BEGIN_ALLOW_THREADS
+        out_offsets[0] = 0;
+        for (i = 0; i < length; i++) {
+            valid[i] = 0;
+            if (column_is_valid(&col, i)) {
+                const uint8_t *p = col.data ? col.data + column_start(&col, i) : (const uint8_t *)"";
+                size_t n = (size_t)(column_end(&col, i) - column_start(&col, i));
+                size_t prefix = scheme_prefix(p, n), end, host_start, host_end, port_at, k;
+                if (prefix) {
+                    end = prefix;
+                    while (end < n && p[end] != '/' && p[end] != '?' && p[end] != '#') end++;
+                    host_start = prefix;
+                    for (k = end; k > prefix; k--) {
+                        if (p[k - 1] == '@') {
+                            host_start = k;
+                            break;
+                        }
+                    }
+                    split_host_port(p, host_start, end, &host_end, &port_at);
+                    if (host_end - host_start >= 2 && p[host_start] == '[' && p[host_end - 1] == ']') {
+                        host_start++;
+                        host_end--;
+                    }
+                    if (host_end > host_start) {
+                        memcpy(out + o, p + host_start, host_end - host_start);
+                        o += (int64_t)(host_end - host_start);
+                        valid[i] = 1;
+                    }
+                }
+            }
+            out_offsets[i + 1] = o;
+        }
+        Py_END_ALLOW_THREADS
+        if (_PyBytes_Resize(&data_bytes, (Py_ssize_t)o) < 0) goto done;
+    }
+    result = Py_BuildValue("(OOO)", offsets_bytes, data_bytes, valid_bytes);
+done:
+    Py_XDECREF(offsets_bytes);
+    Py_XDECREF(data_bytes);
+    Py_XDECREF(valid_bytes);
+    column_close(&col);
+    return result;
+}
+
+/* ======================================================================
+ * Module
+ * ====================================================================== */
+
+static PyObject *native_features(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return Py_BuildValue("{s:O,s:O,s:O}", "avx2", HAVE_AVX2 ? Py_True : Py_False, "sha_ni",
+                         HAVE_SHA_NI ? Py_True : Py_False, "accelerated", USE_ACCELERATED ? Py_True : Py_False);
+}
+
+static PyObject *native_use_accelerated(PyObject *self, PyObject *args)
+{
+    int flag;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "p", &flag)) return NULL;
+    USE_ACCELERATED = flag;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef native_methods[] = {
+    {"digest", native_digest, METH_VARARGS, digest_doc},
+    {"hex_decode", native_hex_decode, METH_VARARGS, hex_decode_doc},
+    {"hex_encode", native_hex_encode, METH_VARARGS, hex_encode_doc},
+    {"canonical_urls", native_canonical_urls, METH_VARARGS, canonical_urls_doc},
+    {"splice_strings", native_splice_strings, METH_VARARGS, splice_strings_doc},
+    {"hosts", native_hosts, METH_VARARGS, hosts_doc},
+    {"features", native_features, METH_NOARGS, "CPU features found and whether they are used."},
+    {"use_accelerated", native_use_accelerated, METH_VARARGS,
+     "use_accelerated(flag): use SIMD/SHA-extension digests when available (tests turn it off)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "safeset._native",
+    "safeset's batch kernels over Arrow buffers (see safeset.signals.kernels / url).", -1, native_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    init_tables();
+    detect_cpu();
+    return PyModule_Create(&native_module);
+}

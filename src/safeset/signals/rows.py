@@ -1,0 +1,121 @@
+"""The signals of one batch of rows, computed lazily and at most once.
+
+Matching asks for what its banks need (a URL-digest bank needs URL digests, an
+image bank needs image digests) and nothing else is computed. Every column is
+vectorised over the batch; the only per-row Python is for rows the native
+kernels hand back (non-ASCII hosts) and for caption terms.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from safeset.datasets.base import Batch, Columns
+from safeset.signals import kernels
+from safeset.signals.url import canonical_url_array, host_array
+
+DIGEST_SIZES = {"md5": 16, "sha1": 20, "sha256": 32}
+
+
+class RowSignals:
+    def __init__(self, batch: Batch, columns: Columns):
+        self.batch = batch
+        self.columns = columns
+        self.num_rows = batch.num_rows
+        # (row, reason) for rows whose signals could not be computed.
+        self.problems: list[tuple[int, str]] = [
+            (row, reason) for row, reason in enumerate(batch.errors or ()) if reason
+        ]
+        self._cache: dict = {}
+
+    # -- URL ---------------------------------------------------------------
+    @cached_property
+    def url(self) -> pa.Array | None:
+        if self.columns.url is None:
+            return None
+        column = self.batch.table.column(self.columns.url)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            column = pc.cast(column, pa.string())
+        return column
+
+    @cached_property
+    def _canonical(self) -> tuple[pa.Array, np.ndarray]:
+        return canonical_url_array(self.url)
+
+    @property
+    def url_canonical(self) -> pa.Array:
+        return self._canonical[0]
+
+    @property
+    def url_changed(self) -> np.ndarray:
+        """Rows whose canonical URL differs from the raw string."""
+        return self._canonical[1]
+
+    @cached_property
+    def url_valid(self) -> np.ndarray:
+        return np.asarray(self.url.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+    def url_digest(self, algo: str, form: str) -> tuple[np.ndarray, np.ndarray]:
+        """(digests, valid) of the raw or canonical URL string.
+
+        For the canonical form only the rows that canonicalisation changed are
+        hashed again; the others reuse the raw digest.
+        """
+        key = ("url", algo, form)
+        if key not in self._cache:
+            if form == "raw":
+                self._cache[key] = (kernels.digest_array(self.url, algo), self.url_valid)
+            else:
+                raw, valid = self.url_digest(algo, "raw")
+                changed = np.flatnonzero(self.url_changed & valid)
+                digests = raw
+                if len(changed):
+                    digests = raw.copy()
+                    digests[changed] = kernels.digest_array(self.url_canonical, algo, rows=changed)
+                self._cache[key] = (digests, valid)
+        return self._cache[key]
+
+    @cached_property
+    def host(self) -> pa.Array:
+        return host_array(self.url_canonical)
+
+    # -- image digests -----------------------------------------------------
+    def image_digest(self, algo: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(digests, valid) of the image bytes, else of a precomputed column.
+
+        None when the dataset has neither. Malformed precomputed values are
+        recorded as problems (the row could not be checked).
+        """
+        key = ("image", algo)
+        if key in self._cache:
+            return self._cache[key]
+        result = None
+        if self.batch.images is not None:
+            images = pa.array(self.batch.images, type=pa.binary())
+            valid = np.asarray(images.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            result = (kernels.digest_array(images, algo), valid)
+        else:
+            name = getattr(self.columns, algo)
+            if name is not None:
+                column = self.batch.table.column(name)
+                digests, valid = kernels.hex_decode_array(column, DIGEST_SIZES[algo])
+                present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                for row in np.flatnonzero(present & ~valid).tolist():
+                    self.problems.append((row, f"invalid {algo} value in column {name!r}"))
+                result = (digests, valid)
+        self._cache[key] = result
+        return result
+
+    # -- caption -----------------------------------------------------------
+    @cached_property
+    def caption(self) -> pa.Array | None:
+        if self.columns.caption is None:
+            return None
+        column = self.batch.table.column(self.columns.caption)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            column = pc.cast(column, pa.string())
+        return column

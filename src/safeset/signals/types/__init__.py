@@ -1,0 +1,1 @@
+"""One module per signal type family; each registers its types on import."""
