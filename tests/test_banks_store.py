@@ -122,10 +122,31 @@ def test_multi_type_append_and_replace(store):
     assert store.open_version("m").entry_id("md5", md5_of(1)) == before[1]["entry_id"]
 
 
+def test_small_chunks_give_the_same_result(tmp_path, monkeypatch):
+    """Chunked sorting, digesting and row groups must not change any outcome at chunk edges."""
+    import safeset.banks.contents as contents
+
+    entries = [("md5", md5_of(i % 23)) for i in range(40)] + [("domain", f"d{i % 7}.example.org") for i in range(20)]
+    entries += [("term", f"placeholder{i}") for i in range(9)]
+    reference = BankStore(tmp_path / "big").add_entries("b", entries)
+    monkeypatch.setattr(contents, "ROW_GROUP_ENTRIES", 4)
+    small_store = BankStore(tmp_path / "small")
+    small = small_store.add_entries("b", entries)
+    assert (small.digest, small.duplicates, small.added) == (reference.digest, reference.duplicates, reference.added)
+    version = small_store.open_version("b")
+    table = version.entries().to_pydict()
+    for signal_type in ("domain", "md5", "term"):
+        fresh = small_store.open_version("b")  # reads row groups, not the cached table
+        rows = [(i, v) for i, t, v in zip(table["entry_id"], table["signal_type"], table["value"]) if t == signal_type]
+        assert list(zip(fresh.entry_ids(signal_type).tolist(), fresh.values(signal_type))) == rows
+    assert version.values("sha1") == [] and version.entry_ids("sha1").size == 0
+
+
 def test_digest_changes_iff_content_changes(store, tmp_path):
     first = store.import_file("b", md5_list(tmp_path, "a.txt", [1, 2]), signal_type="md5")
     same = store.import_file("b", md5_list(tmp_path, "b.txt", [2, 1, 2]), signal_type="md5")
-    assert not same.created and same.version == 1 and same.digest == first.digest and "no change" in same.message
+    assert not same.created and same.unchanged and same.version == 1 and same.digest == first.digest
+    assert "no change" in same.message and not first.unchanged
     replaced_same = store.import_file("b", md5_list(tmp_path, "c.txt", [1, 2]), signal_type="md5", replace=True)
     assert not replaced_same.created
     changed = store.import_file("b", md5_list(tmp_path, "d.txt", [3]), signal_type="md5")
@@ -276,6 +297,16 @@ def test_plain_export_needs_one_type(store, tmp_path):
     result = store.import_file("copy", tmp_path / "x.txt", signal_type="md5")
     assert sorted(store.open_version("copy").values("md5")) == sorted([md5_of(1), md5_of(2)])
     assert result.rejected == 0
+
+
+def test_line_formats_refuse_values_they_cannot_hold(store, tmp_path):
+    store.add_entries("src", [("url", "https://example.com/a\nb")])
+    for fmt in ("plain", "pytx"):
+        with pytest.raises(ConfigError, match="line break"):
+            store.export("src", tmp_path / f"x.{fmt}", fmt)
+        assert not list(tmp_path.glob("*x.*"))  # no partial file left behind
+    store.export("src", tmp_path / "x.csv", "pytx-csv")
+    assert store.import_file("copy", tmp_path / "x.csv").digest == store.open_version("src").digest
 
 
 def test_gz_export_is_gzip(store, tmp_path):

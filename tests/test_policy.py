@@ -142,3 +142,4 @@ def test_non_numeric_score_column_is_reported():
 def test_digest_is_stable_and_content_based():
     assert load_policy("relaion-research").digest == load_policy("relaion-research").digest
     assert load_policy("relaion-research").digest != load_policy("relaion-research-safe").digest
+

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -89,6 +92,9 @@ EXPECTED = [
     ("http://x＠y.example/", "http://x＠y.example/"),
     ("http://a..ü/", "http://a..ü/"),
     ("http://ÜSER@bücher.example:80/", "http://ÜSER@xn--bcher-kva.example/"),
+    ("http://bücher.example../", "http://xn--bcher-kva.example/"),
+    ("http://ü。example。/", "http://xn--tda.example/"),
+    ("http://[FE80::1%25Eth0]/", "http://[fe80::1%25eth0]/"),
     # scheme only, empty, no scheme, whitespace
     ("http://", "http:///"),
     ("http://?", "http:///?"),
@@ -114,6 +120,17 @@ def test_vector_form_matches_reference_on_examples():
     canonical, changed = canonical_url_array(pa.array(raws, pa.string()))
     assert canonical.to_pylist() == [expected for _, expected in EXPECTED]
     assert changed.tolist() == [raw != expected for raw, expected in EXPECTED]
+
+
+def test_examples_in_the_spec_hold():
+    """Every row of the examples table in docs/url-canonical-form.md."""
+    spec = Path(__file__).resolve().parents[1] / "docs" / "url-canonical-form.md"
+    rows = re.findall(r"^\| `(.*)` \| (`.*`|unchanged.*) \|$", spec.read_text(encoding="utf-8"), re.M)
+    assert len(rows) > 20
+    for raw, expected in rows:
+        raw = raw.replace("\\t", "\t").replace("\\r", "\r").replace("\\n", "\n")
+        expected = raw if expected.startswith("unchanged") else expected.split("`")[1]
+        assert canonical_url(raw) == expected, raw
 
 
 def test_canonical_form_is_stable():

@@ -187,17 +187,17 @@ def bank_import(
         print(json.dumps(data, indent=2))
     else:
         _print_import(data)
-    if not data.get("version"):
+    if not data["created"]:
         raise typer.Exit(2)
 
 
 def _print_import(data: dict) -> None:
-    version = data.get("version")
-    if version:
-        out.print(f"bank {data['name']} version {version}: {data['accepted']:,} entries accepted, "
+    if data["created"]:
+        out.print(f"bank {data['bank']} version {data['version']}: {data['entries']:,} entries "
+                  f"({data['added']:,} new); {data['accepted']:,} lines accepted, "
                   f"{data['duplicates']:,} duplicates, {data['rejected']:,} rejected")
     else:
-        console.print(f"[red]no version created[/]: {data['rejected']:,} lines rejected, nothing accepted")
+        console.print(f"[red]no version created[/]: {data['message']}", highlight=False)
     for item in data.get("rejections", [])[:20]:
         console.print(f"  line {item['line']}: {item['reason']}", highlight=False)
     if data["rejected"] > 20:
@@ -218,7 +218,7 @@ def bank_list(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -
     table = Table("bank", "version", "entries", "created")
     for row in rows:
         counts = ", ".join(f"{t}: {n:,}" for t, n in sorted(row.get("counts", {}).items()))
-        table.add_row(row["name"], str(row.get("version")), counts, str(row.get("created", "")))
+        table.add_row(row["name"], str(row["latest_version"]), counts, row["created"])
     out.print(table)
 
 
@@ -231,7 +231,7 @@ def bank_show(
     try:
         s = _store(store)
         bank_version = s.open_version(name, version)
-        history = [v for v in s.bank_versions(bank_version.name)]
+        history = [v.to_dict() for v in s.bank_versions(bank_version.name)]
     except SafesetError as exc:
         _fail(exc)
     data = {**bank_version.manifest, "versions": history}

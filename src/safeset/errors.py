@@ -32,3 +32,7 @@ class InputError(SafesetError):
         self.reason = reason
         where = f"{self.path}: {position}" if position else self.path
         super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):
+        # Rebuilt from its parts when it crosses a process boundary.
+        return (type(self), (self.path, self.position, self.reason))

@@ -49,7 +49,7 @@ from safeset.banks.formats.reading import RawEntry, Rejection
 from safeset.banks.formats.validation import EntryCollector, RejectionLog
 from safeset.banks.names import normalize_bank_name
 from safeset.banks.version import BankVersion, VersionInfo, load_version, read_json
-from safeset.errors import ConfigError
+from safeset.errors import ConfigError, SafesetError
 from safeset.signals import registry
 
 STORE_ENV_VAR = "SAFESET_STORE"
@@ -81,6 +81,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 @dataclass(frozen=True)
 class BankInfo:
+    """A bank as `list_banks` shows it: its latest version's numbers."""
+
     name: str
     latest_version: int
     versions: int
@@ -94,7 +96,18 @@ class BankInfo:
 
 @dataclass
 class ImportResult:
-    """What an import did; `created` is False when no version was written (and `message` says why)."""
+    """What an import did; `created` is False when no version was written (and `message` says why).
+
+    accepted         input entries that passed validation (repeats included)
+    duplicates       accepted entries repeating an earlier one of the same input
+    already_present  distinct accepted entries the parent version already held
+    added            entries new to the bank (they get new ids)
+    removed          parent entries dropped (only with replace)
+    entries          entries in the resulting version (`version`: the new one,
+                     or the current one when nothing changed)
+    rejections       the first few rejections; all of them are in the version's
+                     rejected.jsonl
+    """
 
     bank: str
     created: bool
@@ -112,6 +125,7 @@ class ImportResult:
     source: dict
     message: str
     counts: dict[str, int] = field(default_factory=dict)
+    unchanged: bool = False  # nothing new: the content equals the current version
 
     def to_dict(self) -> dict:
         data = dict(self.__dict__)
@@ -214,7 +228,7 @@ class BankStore:
         infos = []
         for name in self._bank_names():
             numbers = self._version_numbers(name)
-            with contextlib.suppress(ConfigError):  # deleted while we looked
+            with contextlib.suppress(SafesetError):  # deleted while we looked
                 latest = self.open_version(name, numbers[-1]).manifest
                 infos.append(
                     BankInfo(name, numbers[-1], len(numbers), int(latest["entries"]), dict(latest["counts"]), latest["created"])
@@ -225,7 +239,7 @@ class BankStore:
         name, numbers = self._require_bank(name)
         found = []
         for number in numbers:
-            with contextlib.suppress(ConfigError):
+            with contextlib.suppress(SafesetError):  # deleted while we looked
                 found.append(self.open_version(name, number).info())
         return found
 
@@ -329,7 +343,7 @@ class BankStore:
                 return outcome(
                     False,
                     f"no change: the content equals version {parent.version} of {name}; no version was created",
-                    version=parent.version, parent_version=parent.version, digest=digest, **stats,
+                    version=parent.version, parent_version=parent.version, digest=digest, unchanged=True, **stats,
                 )
             version = int(state["last_version"]) + 1
             manifest = {
@@ -378,8 +392,6 @@ class BankStore:
         with self._locked(name):
             numbers = self._version_numbers(name)
             if version is None or numbers == [int(version)]:
-                if version is not None and int(version) not in numbers:
-                    raise ConfigError(f"bank {name} has no version {version}")
                 self._discard(self._bank_dir(name))
                 return numbers
             if int(version) not in numbers:

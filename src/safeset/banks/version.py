@@ -68,17 +68,31 @@ class BankVersion:
         return sorted(t for t, n in self.manifest["counts"].items() if n)
 
     def _of_type(self, signal_type: str) -> pa.Table:
+        """entry_id and value of one type: a contiguous slice, since entries are sorted by type."""
         if signal_type not in self._by_type:
+            counts = self.manifest["counts"]
+            start = sum(counts[other] for other in counts if other < signal_type)
+            count = counts.get(signal_type, 0)
             if self._entries is not None:
-                table = self._entries.filter(pc.equal(self._entries["signal_type"], signal_type))
+                table = self._entries.slice(start, count)
             else:
-                table = pq.read_table(
-                    self.path / "entries.parquet",
-                    columns=["entry_id", "value"],
-                    filters=[("signal_type", "==", signal_type)],
-                )
-            self._by_type[signal_type] = table
+                table = self._read_rows(start, count)
+            self._by_type[signal_type] = table.select(["entry_id", "value"])
         return self._by_type[signal_type]
+
+    def _read_rows(self, start: int, count: int) -> pa.Table:
+        """Rows [start, start+count) of entries.parquet, reading only the row groups that hold them."""
+        parquet = pq.ParquetFile(self.path / "entries.parquet")
+        groups, first_row, row = [], 0, 0
+        for group in range(parquet.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if row + rows > start and row < start + count:
+                first_row = row if not groups else first_row
+                groups.append(group)
+            row += rows
+        if not groups:
+            return parquet.schema_arrow.empty_table()
+        return parquet.read_row_groups(groups).slice(start - first_row, count)
 
     def values(self, signal_type: str) -> list[str]:
         """Normalised values of one type, sorted (for domain and term matchers)."""

@@ -30,6 +30,13 @@
 #define SAFESET_X86 0
 #endif
 
+#if defined(__SSE2__) && defined(__GNUC__) /* always so on x86-64 */
+#define SAFESET_SSE2 1
+#include <emmintrin.h>
+#else
+#define SAFESET_SSE2 0
+#endif
+
 /* ======================================================================
  * 1. Column access
  * ====================================================================== */
@@ -377,7 +384,7 @@ typedef struct {
     BlocksFn blocks;
 } Algo;
 
-static Algo ALGOS[3] = {
+static const Algo ALGOS[3] = {
     {16, 4, 0, MD5_INIT, md5_blocks},
     {20, 5, 1, SHA1_INIT, sha1_blocks},
     {32, 8, 1, SHA256_INIT, sha256_blocks},
@@ -556,6 +563,20 @@ __attribute__((target("avx2"))) static void md5_jobs_avx2(const Job *jobs, size_
     while (active > 0) {
         __m256i w[16], a, b, c, d, a0, b0, c0, d0;
         const uint8_t *blocks[8];
+        if (next_job >= count && active <= 2) {
+            /* Two lanes or fewer left busy (say, one long message): the
+             * scalar code is faster than eight lanes of mostly nothing. */
+            for (j = 0; j < 8; j++) {
+                Md5Lane *lane = &lanes[j];
+                uint32_t state[4];
+                if (lane->out == NULL) continue;
+                for (k = 0; k < 4; k++) state[k] = state_words[8 * k + j];
+                md5_blocks(state, lane->next, lane->full_left);
+                md5_blocks(state, lane->tail + 64 * (lane->tail_blocks - lane->tail_left), (size_t)lane->tail_left);
+                for (k = 0; k < 4; k++) store_le32(lane->out + 4 * k, state[k]);
+            }
+            break;
+        }
         for (j = 0; j < 8; j++) blocks[j] = lanes[j].out ? md5_lane_block(&lanes[j]) : idle_block;
         for (j = 0; j < 8; j++) {
             w[j] = _mm256_loadu_si256((const __m256i *)blocks[j]);
@@ -937,17 +958,12 @@ static inline int is_c0_or_space(uint8_t c)
 
 /* --- Scanning helpers: 16 bytes at a time with SSE2 where available ----- */
 
-#if defined(__SSE2__) && defined(__GNUC__)
-#define SAFESET_SSE2 1
-#include <emmintrin.h>
-
+#if SAFESET_SSE2
 static inline unsigned int match_mask(__m128i chunk, char a, char b)
 {
     __m128i hits = _mm_or_si128(_mm_cmpeq_epi8(chunk, _mm_set1_epi8(a)), _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b)));
     return (unsigned int)_mm_movemask_epi8(hits);
 }
-#else
-#define SAFESET_SSE2 0
 #endif
 
 /* Copies p[0..n) to out up to the first byte equal to a or b; returns how

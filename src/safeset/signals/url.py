@@ -109,8 +109,10 @@ def domain_suffixes(host: str) -> list[str]:
 def canonical_url_array(urls: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """Canonical form of every row, and a `changed` mask (canonical != raw).
 
-    Same type and length as `urls`; nulls stay null (and unchanged). When no
-    row changes, `urls` itself is returned (no copy).
+    Same type and length as `urls` (string becomes large_string only if the
+    result outgrows 32-bit offsets); nulls stay null and count as unchanged.
+    When no row changes, `urls` itself is returned (no copy). A ChunkedArray
+    gives a ChunkedArray.
     """
     if isinstance(urls, pa.ChunkedArray):
         return _over_chunks(urls, canonical_url_array)
@@ -140,7 +142,8 @@ def canonical_url_array(urls: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
 def host_array(canonical: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Host of each canonical URL (string; null for nulls and where there is no host).
 
-    Expects canonical input (from `canonical_url_array`): it only parses.
+    Expects canonical input (from `canonical_url_array`): it only parses, so
+    `host_array(canonical_url_array(a)[0])[i] == host_of(a[i])`.
     """
     if isinstance(canonical, pa.ChunkedArray):
         return pa.chunked_array(
@@ -152,13 +155,16 @@ def host_array(canonical: pa.Array | pa.ChunkedArray) -> pa.Array:
         validity, offsets, data, canonical.offset, len(canonical), large
     )
     valid = np.frombuffer(valid_bytes, dtype=np.bool_)
-    offsets32 = np.frombuffer(new_offsets, dtype=np.int64).astype(np.int32)
+    out_type = pa.string() if _fits_int32(new_offsets) else pa.large_string()
+    offsets = np.frombuffer(new_offsets, dtype=np.int64)
+    if out_type == pa.string():
+        offsets = offsets.astype(np.int32)
     null_count = int(len(valid) - np.count_nonzero(valid))
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if null_count else None
     return pa.Array.from_buffers(
-        pa.string(),
+        out_type,
         len(canonical),
-        [bitmap, pa.py_buffer(offsets32), pa.py_buffer(new_data)],
+        [bitmap, pa.py_buffer(offsets), pa.py_buffer(new_data)],
         null_count=null_count,
     )
 

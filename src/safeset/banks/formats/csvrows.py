@@ -26,11 +26,10 @@ class CsvRecord(NamedTuple):
         return preview(self.source)
 
     def is_blank_or_comment(self) -> bool:
+        """A blank row, or a line starting with `#` (quote a value that must start with one)."""
         if self.cells is None:
             return False
-        if not any(cell.strip() for cell in self.cells):
-            return True
-        return self.cells[0].lstrip().startswith("#")
+        return not any(cell.strip() for cell in self.cells) or self.source.lstrip().startswith("#")
 
 
 class _Feed:

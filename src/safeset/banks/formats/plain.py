@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from safeset.banks.formats.reading import Line, RawEntry, Rejection, is_blank_or_comment
+from safeset.banks.formats.reading import Line, RawEntry, Rejection, check_one_line, is_blank_or_comment
 from safeset.errors import ConfigError
 
 NAME = "plain"
@@ -25,5 +25,7 @@ def parse(lines: Iterable[Line], signal_type: str | None, path: str = "<input>")
 
 
 def format_rows(rows: Iterable[tuple[int, str, str]], bank: str) -> Iterator[str]:
-    for _entry_id, _signal_type, value in rows:
-        yield value + "\n"
+    for entry_id, _signal_type, value in rows:
+        if value.lstrip().startswith("#") or value != value.strip():
+            raise ConfigError(f"entry {entry_id} would read back differently from a plain list; export as pytx or csv")
+        yield check_one_line(entry_id, value, NAME) + "\n"

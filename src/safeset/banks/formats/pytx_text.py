@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from safeset.banks.formats.reading import Line, RawEntry, Rejection, is_blank_or_comment
+from safeset.banks.formats.reading import Line, RawEntry, Rejection, check_one_line, is_blank_or_comment
 
 NAME = "pytx"
 NEEDS_SIGNAL_TYPE = False
@@ -29,5 +29,5 @@ def parse(lines: Iterable[Line], signal_type: str | None, path: str = "<input>")
 
 
 def format_rows(rows: Iterable[tuple[int, str, str]], bank: str) -> Iterator[str]:
-    for _entry_id, signal_type, value in rows:
-        yield f"{signal_type} {value}\n"
+    for entry_id, signal_type, value in rows:
+        yield f"{signal_type} {check_one_line(entry_id, value, NAME)}\n"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
-from safeset.errors import InputError
+from safeset.errors import ConfigError, InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -71,6 +71,13 @@ def preview(text: str) -> str:
     if len(flat) <= PREVIEW_CHARS:
         return flat
     return flat[: PREVIEW_CHARS - 3] + "..."
+
+
+def check_one_line(entry_id: int, value: str, fmt: str) -> str:
+    """Refuse to write a value that would not read back as the same one line."""
+    if "\n" in value or "\r" in value:
+        raise ConfigError(f"entry {entry_id} contains a line break, which {fmt} cannot hold; export as csv or pytx-csv")
+    return value
 
 
 def is_blank_or_comment(text: str) -> bool:
