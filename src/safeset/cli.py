@@ -187,7 +187,7 @@ def bank_import(
         print(json.dumps(data, indent=2))
     else:
         _print_import(data)
-    if not data["created"]:
+    if not data["created"] and not data["unchanged"]:
         raise typer.Exit(2)
 
 
@@ -196,6 +196,8 @@ def _print_import(data: dict) -> None:
         out.print(f"bank {data['bank']} version {data['version']}: {data['entries']:,} entries "
                   f"({data['added']:,} new); {data['accepted']:,} lines accepted, "
                   f"{data['duplicates']:,} duplicates, {data['rejected']:,} rejected")
+    elif data["unchanged"]:
+        out.print(f"bank {data['bank']} unchanged at version {data['version']}: {data['message']}")
     else:
         console.print(f"[red]no version created[/]: {data['message']}", highlight=False)
     for item in data.get("rejections", [])[:20]:
@@ -244,7 +246,7 @@ def bank_show(
 @bank_app.command("export")
 def bank_export(
     name: str, file: Path = typer.Argument(..., help="Output file."),
-    fmt: str = typer.Option("pytx", "--format", help="plain | pytx | pytx-csv."),
+    fmt: str = typer.Option("pytx", "--format", help="plain | pytx | pytx-csv | csv."),
     version: Optional[int] = typer.Option(None, "--version"), store: Optional[Path] = StoreOption,
 ) -> None:
     """Export a bank version in an industry format."""

@@ -116,7 +116,6 @@ def _fingerprint(spec: JobSpec, bank_versions, policy: Policy, fmt_name: str) ->
         "banks": [(v.name, v.version, v.digest) for v in bank_versions],
         "policy": policy.digest,
         "columns": [spec.columns.url, spec.columns.caption, spec.columns.key],
-        "batch_rows": spec.batch_rows,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
