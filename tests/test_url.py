@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -212,6 +213,21 @@ def test_canonical_url_never_raises(raw):
 
 def test_lone_surrogates_do_not_raise():
     assert canonical_url("http://\ud800.example/\udfff") == "http://\ud800.example/\udfff"
+
+
+def test_invalid_utf8_in_a_string_column_does_not_raise():
+    values = [b"HTTP://\xc3X.example/", b"http://b\xfcx.example/\xff", b"http://A.example/\xff"]
+    offsets = np.cumsum([0] + [len(v) for v in values]).astype(np.int32)
+    array = pa.Array.from_buffers(
+        pa.string(), 3, [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
+    )
+    canonical, changed = canonical_url_array(array)
+    assert canonical.view(pa.binary()).to_pylist() == [
+        b"http://\xc3x.example/",
+        b"http://b\xfcx.example/\xff",
+        b"http://a.example/\xff",
+    ]
+    assert changed.tolist() == [True, False, True]
 
 
 def test_large_batch_with_mixed_rows():

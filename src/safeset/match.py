@@ -21,6 +21,19 @@ URL_TYPES = {"url", "url_md5", "url_sha1", "url_sha256", "domain"}
 IMAGE_TYPES = set(DIGEST_SIZES)
 
 
+def logical_columns(signal_types) -> frozenset[str]:
+    """The dataset columns (url, caption, md5, sha1, sha256) these bank types read."""
+    needed = set()
+    for signal_type in signal_types:
+        if signal_type in URL_TYPES:
+            needed.add("url")
+        elif signal_type in IMAGE_TYPES:
+            needed.add(signal_type)
+        elif signal_type == "term":
+            needed.add("caption")
+    return frozenset(needed)
+
+
 @dataclass(frozen=True)
 class BankSignal:
     """One signal type of one bank version, ready to be matched."""
@@ -74,7 +87,7 @@ class Matcher:
 
     def _match_one(self, bs: BankSignal, signals: RowSignals):
         t = bs.signal_type
-        if t in URL_TYPES and signals.url is None or t == "term" and signals.caption is None:
+        if (t in URL_TYPES and signals.url is None) or (t == "term" and signals.caption is None):
             self.unavailable.add(t)
             return []
         if t in IMAGE_TYPES:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -61,14 +61,17 @@ class Columns:
     sha256: str | None = None
 
 
-@dataclass
 class Batch:
     """A slice of one shard, in shard order.
 
     table      the shard's own columns for these rows (all of them when the
                reader was opened with all_columns=True, else at least the
-               resolved `Columns` plus any `extra_columns` asked for).
+               resolved `Columns` the job needs plus any `extra_columns`).
     keys       sample identity: the dataset's key, else "<relpath>#<position>".
+               Readers may pass a function `f(rows)` instead of an array
+               (rows: int indices, or None for all): keys are then built
+               only for the rows someone asks about (a scan needs them for
+               withheld rows only, a handful per million).
     positions  row index inside the shard (0-based, int64).
     images     webdataset only: image bytes per row (None where the sample
                has no image member).
@@ -77,11 +80,30 @@ class Batch:
                rows are "unchecked" and the policy decides (default review).
     """
 
-    table: pa.RecordBatch
-    keys: pa.Array
-    positions: np.ndarray
-    images: list[bytes | None] | None = None
-    errors: list[str | None] | None = None
+    def __init__(
+        self,
+        table: pa.RecordBatch,
+        keys: pa.Array | Callable[[np.ndarray | None], pa.Array],
+        positions: np.ndarray,
+        images: list[bytes | None] | None = None,
+        errors: list[str | None] | None = None,
+    ):
+        self.table = table
+        self._keys = keys
+        self.positions = positions
+        self.images = images
+        self.errors = errors
+
+    @property
+    def keys(self) -> pa.Array:
+        if callable(self._keys):
+            self._keys = self._keys(None)
+        return self._keys
+
+    def keys_at(self, rows: np.ndarray) -> list[str]:
+        """Keys of some rows, without building the others."""
+        keys = self._keys(rows) if callable(self._keys) else self._keys.take(pa.array(rows, pa.int64()))
+        return keys.to_pylist()
 
     @property
     def num_rows(self) -> int:
@@ -93,6 +115,9 @@ class ReadOptions:
     columns: ColumnOverrides = field(default_factory=ColumnOverrides)
     all_columns: bool = True
     extra_columns: tuple[str, ...] = ()  # e.g. score columns a policy needs
+    # Logical columns (url, caption, key, md5, sha1, sha256) a job reads when
+    # all_columns is False; None = every one the shard has.
+    needed: frozenset[str] | None = None
     batch_rows: int = DEFAULT_BATCH_ROWS
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
 

@@ -70,10 +70,16 @@ def require_columns(names: list[str], wanted: tuple[str, ...], path: str | Path)
     return resolved
 
 
-def needed_columns(names: list[str], columns: Columns, extra: tuple[str, ...], path) -> list[str]:
-    """The columns a reader opened with all_columns=False must return, in schema order."""
-    wanted = {c for c in (columns.url, columns.caption, columns.key, columns.md5,
-                          columns.sha1, columns.sha256) if c}
+def needed_columns(names: list[str], columns: Columns, extra: tuple[str, ...], path,
+                   needed: frozenset[str] | None = None) -> list[str]:
+    """The columns a reader opened with all_columns=False must return, in schema order.
+
+    `needed` names the logical columns the job uses (see `ReadOptions.needed`);
+    the key column is always read, since withheld rows are recorded by key.
+    """
+    logical = ("url", "caption", "key", "md5", "sha1", "sha256")
+    wanted = {getattr(columns, name) for name in logical
+              if getattr(columns, name) and (needed is None or name in needed or name == "key")}
     wanted.update(require_columns(names, extra, path))
     return [n for n in names if n in wanted]
 
@@ -102,4 +108,17 @@ def row_keys(values: pa.Array | pa.ChunkedArray | None, relpath: str, positions:
     keys = key_strings(values, path)
     if keys.null_count:
         keys = pc.coalesce(keys, fallback_keys(relpath, positions))
+    return keys
+
+
+def lazy_row_keys(values: pa.Array | pa.ChunkedArray | None, relpath: str, positions: np.ndarray,
+                  path: str | Path):
+    """`row_keys`, deferred: a function of the rows wanted (None = all), for `Batch`."""
+
+    def keys(rows: np.ndarray | None) -> pa.Array:
+        if rows is None:
+            return row_keys(values, relpath, positions, path)
+        subset = None if values is None else values.take(pa.array(rows, pa.int64()))
+        return row_keys(subset, relpath, positions[rows], path)
+
     return keys

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from safeset.datasets.base import Batch, ReadOptions, Shard
-from safeset.datasets.columns import needed_columns, require_columns, resolve_columns, row_keys
+from safeset.datasets.columns import lazy_row_keys, needed_columns, require_columns, resolve_columns
 from safeset.datasets.files import find_shards
 from safeset.datasets.writing import RowTally, discard, publish, temp_path
 from safeset.errors import InputError
@@ -109,7 +109,7 @@ class ParquetReader:
             require_columns(names, options.extra_columns, shard.path)
             self._read_columns = None
         else:
-            self._read_columns = needed_columns(names, self.columns, options.extra_columns, shard.path)
+            self._read_columns = needed_columns(names, self.columns, options.extra_columns, shard.path, options.needed)
 
     def batches(self) -> Iterator[Batch]:
         position = 0
@@ -118,7 +118,7 @@ class ParquetReader:
             positions = np.arange(position, position + record_batch.num_rows, dtype=np.int64)
             position += record_batch.num_rows
             key_values = record_batch.column(self.columns.key) if self.columns.key else None
-            keys = row_keys(key_values, self.shard.relpath, positions, self.shard.path)
+            keys = lazy_row_keys(key_values, self.shard.relpath, positions, self.shard.path)
             yield Batch(table=record_batch, keys=keys, positions=positions)
 
     def close(self) -> None:

@@ -84,7 +84,8 @@ class WebDatasetReader:
             raise InputError(parquet_path, None, "no key column to match the tar's samples "
                              f"(columns: {', '.join(names)}; use --key-column)")
         self._read_columns = (None if self.options.all_columns else
-                              needed_columns(names, self.columns, self.options.extra_columns, parquet_path))
+                              needed_columns(names, self.columns, self.options.extra_columns, parquet_path,
+                                             self.options.needed))
         if self.options.all_columns:
             require_columns(names, self.options.extra_columns, parquet_path)
         claimed: set[str] = set()

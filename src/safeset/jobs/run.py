@@ -26,7 +26,7 @@ from safeset.engine.local import LocalEngine
 from safeset.errors import ConfigError, SafesetError
 from safeset.jobs.records import concat_removed, write_json_atomic
 from safeset.jobs.shard_task import ShardTask, WorkerContext, process_shard, record_stem, shard_record_path
-from safeset.match import Matcher
+from safeset.match import Matcher, logical_columns
 from safeset.policy import Policy, load_policy
 
 RECORDS_DIR = "_safeset"
@@ -173,6 +173,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
         columns=spec.columns,
         all_columns=spec.command == "clean",
         extra_columns=tuple(policy.score_columns),
+        needed=logical_columns(t for v in bank_versions for t in v.signal_types()),
         batch_rows=spec.batch_rows,
     )
     tasks = [

@@ -124,14 +124,14 @@ def _record_withheld(removed: RemovedRows, shard: Shard, batch, signals: RowSign
     withheld = np.flatnonzero(decisions.actions != KEEP)
     if not len(withheld):
         return
-    keys = batch.keys
-    for row in withheld.tolist():
+    keys = batch.keys_at(withheld)
+    for index, row in enumerate(withheld.tolist()):
         url = canonical = None
         if signals.url is not None:
             url = signals.url[row].as_py()
             canonical = signals.url_canonical[row].as_py() if url is not None else None
         removed.add(
-            key=keys[row].as_py(),
+            key=keys[index],
             source=shard.relpath,
             position=int(batch.positions[row]),
             url=url,

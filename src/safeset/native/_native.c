@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+/* SAFESET_PORTABLE_ONLY: build without any SIMD code (to check the portable path). */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(SAFESET_PORTABLE_ONLY)
 #define SAFESET_X86 1
 #include <cpuid.h>
 #include <immintrin.h>
@@ -30,7 +31,7 @@
 #define SAFESET_X86 0
 #endif
 
-#if defined(__SSE2__) && defined(__GNUC__) /* always so on x86-64 */
+#if defined(__SSE2__) && defined(__GNUC__) && !defined(SAFESET_PORTABLE_ONLY) /* always so on x86-64 */
 #define SAFESET_SSE2 1
 #include <emmintrin.h>
 #else
@@ -290,35 +291,33 @@ static void md5_blocks(uint32_t *state, const uint8_t *p, size_t blocks)
 
 static const uint32_t SHA1_INIT[5] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u, 0xc3d2e1f0u};
 
+/* One SHA-1 round. The message schedule lives in a 16-word ring, computed
+ * as the rounds go (a precomputed 80-word table gets auto-vectorised into
+ * something slower). */
+#define SHA1_ROUND(f, k)                                                                      \
+    do {                                                                                      \
+        uint32_t next_a;                                                                      \
+        if (t >= 16)                                                                          \
+            w[t & 15] = rotl32(w[(t + 13) & 15] ^ w[(t + 8) & 15] ^ w[(t + 2) & 15] ^ w[t & 15], 1); \
+        next_a = rotl32(a, 5) + (f) + e + (k) + w[t & 15];                                    \
+        e = d;                                                                                \
+        d = c;                                                                                \
+        c = rotl32(b, 30);                                                                    \
+        b = a;                                                                                \
+        a = next_a;                                                                           \
+    } while (0)
+
 static void sha1_blocks(uint32_t *state, const uint8_t *p, size_t blocks)
 {
-    uint32_t w[80];
+    uint32_t w[16];
     int t;
     for (; blocks > 0; blocks--, p += 64) {
-        uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f, k, tmp;
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4];
         for (t = 0; t < 16; t++) w[t] = load_be32(p + 4 * t);
-        for (t = 16; t < 80; t++) w[t] = rotl32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-        for (t = 0; t < 80; t++) {
-            if (t < 20) {
-                f = d ^ (b & (c ^ d));
-                k = 0x5a827999u;
-            } else if (t < 40) {
-                f = b ^ c ^ d;
-                k = 0x6ed9eba1u;
-            } else if (t < 60) {
-                f = (b & c) | (d & (b | c));
-                k = 0x8f1bbcdcu;
-            } else {
-                f = b ^ c ^ d;
-                k = 0xca62c1d6u;
-            }
-            tmp = rotl32(a, 5) + f + e + k + w[t];
-            e = d;
-            d = c;
-            c = rotl32(b, 30);
-            b = a;
-            a = tmp;
-        }
+        for (t = 0; t < 20; t++) SHA1_ROUND(d ^ (b & (c ^ d)), 0x5a827999u);    /* Ch */
+        for (; t < 40; t++) SHA1_ROUND(b ^ c ^ d, 0x6ed9eba1u);                /* Parity */
+        for (; t < 60; t++) SHA1_ROUND((b & c) | (d & (b | c)), 0x8f1bbcdcu);  /* Maj */
+        for (; t < 80; t++) SHA1_ROUND(b ^ c ^ d, 0xca62c1d6u);                /* Parity */
         state[0] += a; state[1] += b; state[2] += c; state[3] += d; state[4] += e;
     }
 }

@@ -126,12 +126,14 @@ def canonical_url_array(urls: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
 
     fallback_rows = np.frombuffer(fallback_bytes, dtype=np.int64)
     if len(fallback_rows):
-        raw_values = urls.take(pa.array(fallback_rows)).to_pylist()
+        # Read as bytes: a string column that is not valid UTF-8 must not raise here.
+        as_bytes = urls.view(pa.large_binary() if large else pa.binary())
         replacements = []
-        for row, raw in zip(fallback_rows.tolist(), raw_values):
+        for row, raw_bytes in zip(fallback_rows.tolist(), as_bytes.take(pa.array(fallback_rows)).to_pylist()):
+            raw = raw_bytes.decode("utf-8", "surrogateescape")
             canonical = canonical_url(raw)
             changed[row] = canonical != raw
-            replacements.append(canonical.encode("utf-8", "surrogatepass"))
+            replacements.append(canonical.encode("utf-8", "surrogateescape"))
         new_offsets, new_data = _native.splice_strings(
             new_offsets, new_data, fallback_bytes, replacements
         )
@@ -146,9 +148,7 @@ def host_array(canonical: pa.Array | pa.ChunkedArray) -> pa.Array:
     `host_array(canonical_url_array(a)[0])[i] == host_of(a[i])`.
     """
     if isinstance(canonical, pa.ChunkedArray):
-        return pa.chunked_array(
-            [host_array(chunk) for chunk in canonical.chunks], type=pa.string()
-        )
+        return _over_chunks(canonical, lambda chunk: (host_array(chunk), None))[0]
     large = _string_layout(canonical)
     validity, offsets, data = canonical.buffers()
     new_offsets, new_data, valid_bytes = _native.hosts(
@@ -320,10 +320,11 @@ def _build_strings(out_type: pa.DataType, like: pa.Array, offsets: bytes, data: 
 
 
 def _over_chunks(chunked: pa.ChunkedArray, function):
+    """Apply `function` (array -> (array, mask | None)) per chunk; join the results."""
     results = [function(chunk) for chunk in chunked.chunks]
     arrays = [array for array, _ in results]
-    masks = [mask for _, mask in results]
-    out_type = arrays[0].type if arrays else chunked.type
+    masks = [mask for _, mask in results if mask is not None]
+    out_type = arrays[0].type if arrays else pa.string()
     if any(array.type != out_type for array in arrays):
         out_type = pa.large_string()
         arrays = [array.cast(out_type) for array in arrays]
