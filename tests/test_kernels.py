@@ -130,8 +130,17 @@ def test_chunked_arrays():
         digest_array(chunked, "md5"), expected_digests([b"a", None, b"c"], "md5")
     )
     np.testing.assert_array_equal(
-        digest_array(chunked, "sha1", rows=[2]), expected_digests([b"c"], "sha1")
+        digest_array(chunked, "sha1", rows=[2, 0]), expected_digests([b"c", b"a"], "sha1")
     )
+    np.testing.assert_array_equal(
+        digest_array(pa.chunked_array([[b"x"]]), "md5", rows=[0]), expected_digests([b"x"], "md5")
+    )
+    assert digest_array(pa.chunked_array([], pa.binary()), "sha256").shape == (0, 32)
+    decoded, valid = hex_decode_array(pa.chunked_array([["00" * 4], [None, "ff" * 4]]), 4)
+    assert valid.tolist() == [True, False, True]
+    assert bytes(decoded[2]) == b"\xff" * 4
+    decoded, valid = hex_decode_array(pa.chunked_array([], pa.string()), 4)
+    assert decoded.shape == (0, 4) and valid.shape == (0,)
 
 
 def test_empty_arrays():

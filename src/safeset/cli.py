@@ -151,7 +151,9 @@ def _job_command(command: str, help_text: str):
         url_column: Optional[str] = typer.Option(None, "--url-column", help="URL column [default: URL/url]."),
         caption_column: Optional[str] = typer.Option(None, "--caption-column", help="Caption column [default: TEXT/caption/text]."),
         key_column: Optional[str] = typer.Option(None, "--key-column", help="Sample key column [default: key]."),
-        batch_rows: int = typer.Option(8192, "--batch-rows", min=1, help="Rows per batch (memory is bounded by this)."),
+        batch_rows: Optional[int] = typer.Option(
+            None, "--batch-rows", min=1, help="Rows per batch; memory is bounded by this [default: 65536, webdataset 1024]."
+        ),
         as_json: bool = JsonOption,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:

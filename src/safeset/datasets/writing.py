@@ -1,7 +1,10 @@
 """What every shard writer shares: atomic files and row accounting.
 
 Outputs go to a `<name>.tmp-<pid>` sibling and are renamed when complete, so a
-crash never leaves a partial file under the final name. Writers also check that
+crash never leaves a partial file under the final name. Renaming is enough
+against a killed process; against a power cut the job flushes a shard's
+outputs to disk (`flush_to_disk`) before it marks the shard done, from the
+coordinating process, so workers never wait on the disk. Writers also check that
 they received a keep decision for every input row, in order, exactly once:
 a row silently skipped would be a row silently dropped (or kept).
 """
@@ -23,14 +26,27 @@ def temp_path(final: Path) -> Path:
 
 
 def publish(temp: Path, final: Path) -> Path:
-    """Flush `temp` to disk and rename it to `final`."""
-    fd = os.open(temp, os.O_RDONLY)
+    """Rename the complete `temp` to `final` (atomic within a directory)."""
+    os.replace(temp, final)
+    return final
+
+
+def flush_to_disk(paths) -> None:
+    """fsync files and then their directories, so renames survive a power cut."""
+    directories = set()
+    for path in paths:
+        _fsync(Path(path), os.O_RDONLY)
+        directories.add(Path(path).parent)
+    for directory in sorted(directories):
+        _fsync(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temp, final)
-    return final
 
 
 def discard(temp: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from safeset.datasets.writing import publish, temp_path
+from safeset.datasets.writing import flush_to_disk, publish, temp_path
 from safeset.evidence import Evidence
 
 REASON_TYPE = pa.struct(
@@ -82,10 +82,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     publish(tmp, path)
 
 
-def write_json_atomic(data: dict, path: Path) -> None:
+def write_json_atomic(data: dict, path: Path, durable: bool = False) -> None:
     tmp = temp_path(path)
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if durable:
+        flush_to_disk([tmp])
     publish(tmp, path)
+    if durable:
+        flush_to_disk([path])
 
 
 def concat_removed(parts: list[Path], out: Path) -> int:

@@ -19,19 +19,35 @@ from typing import Protocol
 
 from safeset import __version__
 from safeset.banks.store import BankStore
-from safeset.datasets.base import DEFAULT_BATCH_ROWS, ColumnOverrides, ReadOptions, Shard
+from safeset.datasets.base import ColumnOverrides, ReadOptions, Shard
 from safeset.datasets.registry import discover
 from safeset.datasets.writing import publish, temp_path
 from safeset.engine.local import LocalEngine
 from safeset.errors import ConfigError, SafesetError
 from safeset.jobs.records import concat_removed, write_json_atomic
-from safeset.jobs.shard_task import ShardTask, WorkerContext, process_shard, record_stem, shard_record_path
+from safeset.jobs.shard_task import (
+    ShardTask,
+    WorkerContext,
+    mark_done,
+    process_shard,
+    record_stem,
+    shard_record_path,
+)
 from safeset.match import Matcher, logical_columns
 from safeset.policy import Policy, load_policy
 
 RECORDS_DIR = "_safeset"
 COUNT_KEYS = ("input_rows", "kept_rows", "removed_rows", "review_rows")
 EXIT_OK, EXIT_CONFIG, EXIT_FAILED_SHARDS, EXIT_INTERNAL = 0, 2, 3, 1
+
+
+def default_batch_rows(format_name: str) -> int:
+    """Rows per batch: memory is bounded by this, per worker.
+
+    Image shards carry the image bytes in the batch, so they get few rows;
+    metadata rows are small and larger batches amortise per-batch work.
+    """
+    return 1024 if format_name == "webdataset" else 65536
 
 
 class Progress(Protocol):
@@ -65,7 +81,7 @@ class JobSpec:
     resume: bool = False
     format: str | None = None
     columns: ColumnOverrides = field(default_factory=ColumnOverrides)
-    batch_rows: int = DEFAULT_BATCH_ROWS
+    batch_rows: int | None = None  # None: per format (few images, many metadata rows)
 
 
 @dataclass
@@ -174,7 +190,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
         all_columns=spec.command == "clean",
         extra_columns=tuple(policy.score_columns),
         needed=logical_columns(t for v in bank_versions for t in v.signal_types()),
-        batch_rows=spec.batch_rows,
+        batch_rows=spec.batch_rows or default_batch_rows(fmt.name),
     )
     tasks = [
         ShardTask(
@@ -196,6 +212,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
         if isinstance(result, BaseException):
             failed[task.shard.relpath] = _describe_error(result, records)
         else:
+            mark_done(result, task.records_dir, task.shard)
             done[task.shard.relpath] = result
         progress.shard_finished(task.shard.relpath, not isinstance(result, BaseException))
 

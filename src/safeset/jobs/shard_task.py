@@ -1,9 +1,10 @@
 """One shard, start to finish: read, signals, match, policy, write, record.
 
 Runs inside an engine worker. Outputs go to temporary names and are renamed
-when complete; the shard's `.json` record is written last and marks the shard
-done, so `--resume` never redoes it and a crash anywhere before leaves the
-shard to be redone from scratch.
+when complete. The coordinating process then flushes them to disk and writes
+the shard's `.json` record (`mark_done`), which marks the shard done: `--resume`
+never redoes it, and a crash anywhere before leaves the shard to be redone
+from scratch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from safeset.datasets.base import ReadOptions, Shard
 from safeset.datasets.registry import FORMATS
+from safeset.datasets.writing import flush_to_disk
 from safeset.errors import InputError
 from safeset.evidence import unchecked
 from safeset.jobs.records import RemovedRows, reason_record, write_json_atomic, write_parquet_atomic
@@ -105,19 +107,23 @@ def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int
         reader.close()
     removed_path = task.records_dir / f"{record_stem(shard)}.removed.parquet"
     write_parquet_atomic(removed.table(), removed_path)
-    record = {
+    return {
         "relpath": shard.relpath,
         "status": "done",
         "fingerprint": task.fingerprint,
         "sha256": file_sha256(shard.path),
         "bytes": shard.path.stat().st_size,
         **counts,
-        "outputs": [str(p) for p in outputs],
+        "outputs": [str(p) for p in [*outputs, removed_path]],
         "unavailable_signals": sorted(context.matcher.unavailable),
         "seconds": round(time.time() - started, 3),
     }
-    write_json_atomic(record, shard_record_path(task.records_dir, shard))
-    return record
+
+
+def mark_done(record: dict, records_dir: Path, shard: Shard) -> None:
+    """Flush the shard's outputs to disk, then write its record: the shard is done."""
+    flush_to_disk(record["outputs"])
+    write_json_atomic(record, shard_record_path(records_dir, shard), durable=True)
 
 
 def _record_withheld(removed: RemovedRows, shard: Shard, batch, signals: RowSignals, decisions) -> None:

@@ -37,10 +37,11 @@ def digest_array(
     if algo not in _ALGO_IDS:
         raise ValueError(f"unknown digest algorithm {algo!r}; expected one of {sorted(_ALGO_IDS)}")
     if isinstance(values, pa.ChunkedArray):
-        if rows is not None or values.num_chunks != 1:
-            values = values.combine_chunks() if values.num_chunks else pa.array([], values.type)
-        else:
-            values = values.chunk(0)
+        if rows is None and values.num_chunks > 1:
+            size = DIGEST_SIZES[algo]
+            parts = [digest_array(chunk, algo) for chunk in values.chunks]
+            return np.concatenate(parts) if parts else np.zeros((0, size), dtype=np.uint8)
+        values = _single_array(values)
     large = _variable_width_layout(values)
     row_indices = None
     count = len(values)
@@ -70,7 +71,10 @@ def hex_decode_array(
     if nbytes <= 0:
         raise ValueError("nbytes must be positive")
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks else pa.array([], values.type)
+        if values.num_chunks > 1:
+            parts = [hex_decode_array(chunk, nbytes) for chunk in values.chunks]
+            return np.concatenate([d for d, _ in parts]), np.concatenate([v for _, v in parts])
+        values = _single_array(values)
     out = np.zeros((len(values), nbytes), dtype=np.uint8)
     valid = np.zeros(len(values), dtype=np.bool_)
     if pa.types.is_fixed_size_binary(values.type):
@@ -106,6 +110,15 @@ def digest_prefix64(digests: np.ndarray) -> np.ndarray:
 def native_features() -> dict[str, bool]:
     """CPU features the digest code found (avx2, sha_ni) and whether it uses them."""
     return _native.features()
+
+
+def _single_array(chunked: pa.ChunkedArray) -> pa.Array:
+    """The one chunk as is (no copy), else the chunks joined."""
+    if chunked.num_chunks == 1:
+        return chunked.chunk(0)
+    if chunked.num_chunks == 0:
+        return pa.array([], chunked.type)
+    return chunked.combine_chunks()
 
 
 def _variable_width_layout(values: pa.Array) -> bool:
