@@ -105,3 +105,15 @@ def test_garbage_files_never_traceback(tmp_path):
     rows = removed_rows(out)
     assert [(r["position"], r["action"]) for r in rows] == [(1, "review")]
     assert (out / "l.jsonl").read_text() == '{"url": "https://example.com/a"}\n'
+
+
+def test_text_score_column_fails_the_shard_with_a_clear_message(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = setup_store(tmp_path, b"x")
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"url": ["https://example.com/a"], "punsafe": ["very"]}), data / "p.parquet")
+    proc = safeset("scan", data, "--out", tmp_path / "out", "--store", store, "--policy", "relaion-research-safe", check=3)
+    assert "p.parquet: rows 0-0: score column 'punsafe' is not numeric" in proc.stderr.replace("\n", "")

@@ -88,7 +88,7 @@ def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int
             signals = RowSignals(batch, reader.columns)
             evidence = context.matcher.match(signals)
             evidence.extend(unchecked(row, reason) for row, reason in signals.problems)
-            decisions = context.policy.decide(batch.num_rows, evidence, batch.table)
+            decisions = _decide(context.policy, evidence, batch, shard)
             keep = decisions.actions == KEEP
             if writer is not None:
                 writer.write(batch, keep)
@@ -118,6 +118,14 @@ def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int
         "unavailable_signals": sorted(context.matcher.unavailable),
         "seconds": round(time.time() - started, 3),
     }
+
+
+def _decide(policy: Policy, evidence, batch, shard: Shard):
+    try:
+        return policy.decide(batch.num_rows, evidence, batch.table)
+    except ValueError as exc:  # a score column this shard holds as text, say
+        first, last = int(batch.positions[0]), int(batch.positions[-1])
+        raise InputError(shard.path, f"rows {first}-{last}", str(exc)) from None
 
 
 def mark_done(record: dict, records_dir: Path, shard: Shard) -> None:
