@@ -242,7 +242,7 @@ def test_csv_short_and_empty_rows_are_rejected_with_line_numbers(tmp_path):
         (f"signal_type,signal_str,collab,category,tags\nmd5,{md5_of(1)},,,\n", None, "pytx-csv"),
         (f"md5,{md5_of(1)},,,\nsha1,{sha1_of(1)},,,\n", None, "pytx-csv"),
         (f"value,signal_type\n{md5_of(1)},md5\n", None, "csv"),
-        (f"url,label\nhttps://example.com/a,x\n", None, "csv"),
+        ("url,label\nhttps://example.com/a,x\n", None, "csv"),
         (f"{md5_of(1)}\n{md5_of(2)}\n", "md5", "plain"),
         ("https://example.com/a,b\n", "url", "plain"),
         ("placeholderterm\nmd5 lookalike phrase\n", "term", "plain"),

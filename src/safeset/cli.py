@@ -8,8 +8,6 @@ configuration error; 3 done, but some shards failed (listed in run.json).
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
