@@ -9,8 +9,12 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py $(wildcard src/safeset/native/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
 
 install: $(STAMP)
 
@@ -20,7 +24,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+# Benchmarks compare with DuckDB, python-threatexchange and FAISS: installed only here.
+bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/metadata_scan.py
 
 clean:

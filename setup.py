@@ -1,4 +1,5 @@
-"""Builds safeset's small C extension (digests, URL canonical form, hex parsing).
+"""Builds safeset's small C extensions: `_native` (digests, URL canonical form,
+hex parsing) and `_pdqindex` (the exact Hamming index for PDQ hashes).
 
 Everything else is declared in pyproject.toml.
 """
@@ -10,6 +11,11 @@ setup(
             "safeset._native",
             sources=["src/safeset/native/_native.c"],
             extra_compile_args=["-O3", "-std=c99"],
-        )
+        ),
+        Extension(
+            "safeset._pdqindex",
+            sources=["src/safeset/native/_pdqindex.c"],
+            extra_compile_args=["-O3", "-std=c99"],
+        ),
     ]
 )
