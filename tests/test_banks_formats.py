@@ -134,7 +134,7 @@ def test_pytx_text_lines_and_rejections(tmp_path):
             f"md5 {md5_of(1)}",
             f"URL_MD5 {md5_of(2)}",
             "term two placeholder words",
-            f"pdq {'ab' * 32}",
+            f"video_md5 {md5_of(3)}",
             "md5",
         ]
     )
@@ -143,13 +143,13 @@ def test_pytx_text_lines_and_rejections(tmp_path):
         (1, "md5", md5_of(1)),
         (2, "url_md5", md5_of(2)),
         (3, "term", "two placeholder words"),
-        (4, "pdq", "ab" * 32),
+        (4, "video_md5", md5_of(3)),
     ]
     assert rejections(items) == [(5, "expected '<signal_type> <value>'")]
     collector, log = validate(items)
     assert collector.accepted == 3
     assert [r.line for r in log.first] == [4, 5]
-    assert "'pdq' is not supported yet" in log.first[0].reason
+    assert "'video_md5' is not supported yet" in log.first[0].reason
 
 
 # ---------------------------------------------------------------- pytx csv

@@ -169,7 +169,7 @@ def test_old_versions_are_immutable(store, tmp_path):
 
 
 def test_all_rejected_import_creates_nothing_but_reports_why(store, tmp_path):
-    path = write(tmp_path, "bad.txt", "md5 abc\nmd5 " + "00" * 16 + "\npdq " + "ab" * 32 + "\n")
+    path = write(tmp_path, "bad.txt", "md5 abc\nmd5 " + "00" * 16 + "\npdq " + "00" * 31 + "01\n")
     result = store.import_file("b", path)
     assert not result.created and result.version is None
     assert result.rejected == 3 and [r.line for r in result.rejections] == [1, 2, 3]

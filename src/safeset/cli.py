@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from safeset.errors import SafesetError
+from safeset.pdq.cli_hash import hash_command
 
 app = typer.Typer(
     help="Keep known child sexual abuse material out of AI training data.",
@@ -85,7 +86,7 @@ class RichProgress:
 
 
 def _run(command: str, dataset, out_dir, store, bank, policy, workers, resume, fmt, url_column, caption_column,
-         key_column, batch_rows, as_json, quiet) -> None:
+         key_column, batch_rows, pdq_mode, dihedral, as_json, quiet) -> None:
     from safeset.banks.store import default_store_root
     from safeset.datasets.base import ColumnOverrides
     from safeset.jobs.run import JobSpec, run_job
@@ -102,6 +103,8 @@ def _run(command: str, dataset, out_dir, store, bank, policy, workers, resume, f
         format=fmt,
         columns=ColumnOverrides(url=url_column, caption=caption_column, key=key_column),
         batch_rows=batch_rows,
+        pdq_mode=pdq_mode,
+        dihedral=dihedral,
     )
     try:
         with RichProgress(enabled=not quiet and not as_json and console.is_terminal) as progress:
@@ -152,11 +155,13 @@ def _job_command(command: str, help_text: str):
         batch_rows: Optional[int] = typer.Option(
             None, "--batch-rows", min=1, help="Rows per batch; memory is bounded by this [default: 65536, webdataset 1024]."
         ),
+        pdq_mode: str = typer.Option("fast", "--pdq-mode", help="fast (reduced-scale decoding) | exact (reference bits)."),
+        dihedral: bool = typer.Option(False, "--dihedral", help="Also match rotated and mirrored copies (PDQ)."),
         as_json: bool = JsonOption,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         _run(command, dataset, out_dir, store, bank, policy, workers, resume, fmt, url_column, caption_column,
-             key_column, batch_rows, as_json, quiet)
+             key_column, batch_rows, pdq_mode, dihedral, as_json, quiet)
 
     job.__doc__ = help_text
     return job
@@ -272,6 +277,9 @@ def bank_delete(
     except SafesetError as exc:
         _fail(exc)
     out.print(f"deleted {what}")
+
+
+app.command("hash")(hash_command)
 
 
 @app.command("demo")

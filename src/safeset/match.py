@@ -31,7 +31,7 @@ def logical_columns(signal_types) -> frozenset[str]:
             needed.add(signal_type)
         elif signal_type == "term":
             needed.add("caption")
-    return frozenset(needed)
+    return frozenset(needed)  # pdq needs image bytes, which only image shards have
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class BankSignal:
     bank: str
     version: int
     signal_type: str
-    probe: object  # DigestIndex | dict[str, int] (domains) | (TermMatcher, dict[str, int])
+    probe: object  # DigestIndex | dict[str, int] (domains) | (TermMatcher, dict[str, int]) | PDQBankIndex
 
 
 def _domain_probe(bank_version, signal_type):
@@ -57,7 +57,8 @@ def _term_probe(bank_version, signal_type):
 
 
 class Matcher:
-    def __init__(self, bank_versions):
+    def __init__(self, bank_versions, pdq_threshold: int = 31):
+        self.pdq_threshold = pdq_threshold
         self.signals: list[BankSignal] = []
         for bank_version in bank_versions:
             for signal_type in bank_version.signal_types():
@@ -66,8 +67,10 @@ class Matcher:
                     probe = bank_version.digest_index(signal_type)
                 elif kind == "domain":
                     probe = _domain_probe(bank_version, signal_type)
-                else:
+                elif kind == "term":
                     probe = _term_probe(bank_version, signal_type)
+                else:
+                    probe = bank_version.own_index(signal_type)
                 self.signals.append(BankSignal(bank_version.name, bank_version.version, signal_type, probe))
         # Signal types the dataset could not provide (no URL column, no images...).
         self.unavailable: set[str] = set()
@@ -110,6 +113,8 @@ class Matcher:
             return hits
         if t == "domain":
             return self._domain_hits(bs, signals)
+        if t == "pdq":
+            return self._pdq_hits(bs, signals)
         if t == "term":
             matcher, ids = bs.probe
             rows, terms = matcher.match(signals.caption)
@@ -119,6 +124,30 @@ class Matcher:
     def _digest_hits(self, bs: BankSignal, digests: np.ndarray, valid: np.ndarray) -> list[Evidence]:
         rows, ids = bs.probe.lookup(digests, valid)
         return [self._evidence(bs, r, digests[r].tobytes().hex(), i) for r, i in zip(rows.tolist(), ids.tolist())]
+
+    def _pdq_hits(self, bs: BankSignal, signals: RowSignals) -> list[Evidence]:
+        queries = signals.pdq
+        if queries is None:
+            self.unavailable.add(bs.signal_type)
+            return []
+        query_index, entry_ids, distances = bs.probe.search(queries.hashes, self.pdq_threshold)
+        best: dict[tuple[int, int], tuple[int, int]] = {}  # (row, entry) -> (distance, query)
+        for q, entry, distance in zip(query_index.tolist(), entry_ids.tolist(), distances.tolist()):
+            key = (int(queries.rows[q]), entry)
+            if key not in best or distance < best[key][0]:
+                best[key] = (distance, q)
+        return [
+            Evidence(
+                row=row,
+                signal_type=bs.signal_type,
+                value=queries.hashes[q].tobytes().hex(),
+                bank=bs.bank,
+                bank_version=bs.version,
+                entry_id=entry,
+                distance=distance,
+            )
+            for (row, entry), (distance, q) in sorted(best.items())
+        ]
 
     def _domain_hits(self, bs: BankSignal, signals: RowSignals) -> list[Evidence]:
         encoded = signals.host.dictionary_encode()

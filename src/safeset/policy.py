@@ -5,6 +5,7 @@ A policy is a TOML file (or a preset name) such as::
     name = "my-policy"
     default = "keep"          # when no rule fires
     unchecked = "review"      # rows that could not be checked (fail closed)
+    pdq_threshold = 31        # PDQ matches within this Hamming distance (0-64)
 
     [[rules]]
     name = "unsafe-caption-term"
@@ -127,6 +128,7 @@ class Policy:
     rules: tuple[Rule, ...]
     default: str = "keep"
     unchecked: str = "review"
+    pdq_threshold: int = 31
     description: str = ""
     source_text: str = field(default="", compare=False)
 
@@ -144,6 +146,7 @@ class Policy:
             "description": self.description,
             "default": self.default,
             "unchecked": self.unchecked,
+            "pdq_threshold": self.pdq_threshold,
             "rules": [rule.to_dict() for rule in self.rules],
         }
 
@@ -252,6 +255,9 @@ def parse_policy(text: str, where: str) -> Policy:
             raise ConfigError(f"{where}: `{key}` must be one of {', '.join(ACTIONS)}")
     if raw.get("unchecked", "review") == "keep":
         raise ConfigError(f"{where}: `unchecked = \"keep\"` would pass rows that were never checked (fail closed)")
+    pdq_threshold = raw.get("pdq_threshold", 31)
+    if not isinstance(pdq_threshold, int) or isinstance(pdq_threshold, bool) or not 0 <= pdq_threshold <= 64:
+        raise ConfigError(f"{where}: `pdq_threshold` must be an integer from 0 to 64 (the PDQ convention is 31)")
     rules = raw.get("rules", [])
     if not isinstance(rules, list) or not rules:
         raise ConfigError(f"{where}: a policy needs at least one [[rules]] table")
@@ -260,6 +266,7 @@ def parse_policy(text: str, where: str) -> Policy:
         description=str(raw.get("description", "")),
         default=raw.get("default", "keep"),
         unchecked=raw.get("unchecked", "review"),
+        pdq_threshold=pdq_threshold,
         rules=tuple(_parse_rule(r, f"{where} rule {i + 1}") for i, r in enumerate(rules)),
         source_text=text,
     )

@@ -211,12 +211,14 @@ def index_keys(signal_type: str, values: pa.Array) -> np.ndarray:
 
 
 def build_indexes(parts: list[TypeEntries], directory: Path) -> dict[str, dict]:
-    """An exact digest index per digest-matched type; returns the manifest's description of them."""
+    """The index of each type that has one; returns the manifest's description of them."""
     described: dict[str, dict] = {}
     for part in parts:
         kind = registry.get(part.signal_type)
-        if kind.index != "digest":
-            continue
-        DigestIndex.build(index_keys(part.signal_type, part.values), part.ids, directory, part.signal_type)
-        described[part.signal_type] = {"stem": part.signal_type, "key_size": kind.key_size, "entries": len(part.ids)}
+        if kind.index == "digest":
+            DigestIndex.build(index_keys(part.signal_type, part.values), part.ids, directory, part.signal_type)
+            described[part.signal_type] = {"stem": part.signal_type, "key_size": kind.key_size, "entries": len(part.ids)}
+        elif kind.build_index is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            described[part.signal_type] = kind.build_index(part.values.to_pylist(), part.ids, directory, part.signal_type)
     return described

@@ -125,6 +125,18 @@ class BankVersion:
                 self._indexes[signal_type] = DigestIndex.load(self.path / "index", described["stem"])
         return self._indexes[signal_type]
 
+    def own_index(self, signal_type: str):
+        """The index a type builds for itself (see `SignalType.build_index`), opened once."""
+        if signal_type not in self._indexes:
+            kind = registry.get(signal_type)
+            if kind.load_index is None:
+                raise ConfigError(f"signal type {signal_type!r} has no index of its own")
+            described = self.manifest.get("index", {}).get(signal_type)
+            if described is None:
+                raise ConfigError(f"bank {self.name} version {self.version} holds no {signal_type} entries")
+            self._indexes[signal_type] = kind.load_index(self.path / "index", described)
+        return self._indexes[signal_type]
+
     def info(self) -> VersionInfo:
         m = self.manifest
         return VersionInfo(

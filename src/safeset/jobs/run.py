@@ -35,6 +35,7 @@ from safeset.jobs.shard_task import (
 )
 from safeset.match import Matcher, logical_columns
 from safeset.policy import Policy, load_policy
+from safeset.signals.perceptual import MODES as PDQ_MODES
 
 RECORDS_DIR = "_safeset"
 COUNT_KEYS = ("input_rows", "kept_rows", "removed_rows", "review_rows")
@@ -82,6 +83,8 @@ class JobSpec:
     format: str | None = None
     columns: ColumnOverrides = field(default_factory=ColumnOverrides)
     batch_rows: int | None = None  # None: per format (few images, many metadata rows)
+    pdq_mode: str = "fast"  # "fast" (reduced-scale decoding) or "exact" (the reference's bits)
+    dihedral: bool = False  # also match the 8 rotations/mirrorings of each image
 
 
 @dataclass
@@ -95,10 +98,13 @@ class RunResult:
         return self.records_dir / "report.html"
 
 
-def _worker_setup(store_root: Path, bank_refs: list[tuple[str, int]], policy: Policy) -> WorkerContext:
+def _worker_setup(store_root: Path, bank_refs: list[tuple[str, int]], policy: Policy, pdq_mode: str,
+                  dihedral: bool) -> WorkerContext:
     store = BankStore(store_root)
     versions = [store.open_version(name, version) for name, version in bank_refs]
-    return WorkerContext(matcher=Matcher(versions), policy=policy)
+    return WorkerContext(
+        matcher=Matcher(versions, pdq_threshold=policy.pdq_threshold), policy=policy, pdq_mode=pdq_mode, dihedral=dihedral
+    )
 
 
 def _check_paths(spec: JobSpec) -> None:
@@ -111,6 +117,8 @@ def _check_paths(spec: JobSpec) -> None:
         raise ConfigError(f"--out {spec.out} must lie outside the dataset {spec.dataset} (and not contain it)")
     if spec.command not in ("scan", "clean"):
         raise ConfigError(f"unknown command {spec.command!r}")
+    if spec.pdq_mode not in PDQ_MODES:
+        raise ConfigError(f"--pdq-mode must be one of {', '.join(PDQ_MODES)}")
 
 
 def _select_banks(store: BankStore, names: list[str] | None, policy: Policy):
@@ -132,6 +140,7 @@ def _fingerprint(spec: JobSpec, bank_versions, policy: Policy, fmt_name: str) ->
         "banks": [(v.name, v.version, v.digest) for v in bank_versions],
         "policy": policy.digest,
         "columns": [spec.columns.url, spec.columns.caption, spec.columns.key],
+        "pdq": [spec.pdq_mode, spec.dihedral],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -208,7 +217,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
     progress.start(len(tasks), None)
     bank_refs = [(v.name, v.version) for v in bank_versions]
     engine = LocalEngine(spec.workers)
-    for task, result in engine.map(_worker_setup, (spec.store_root, bank_refs, policy), process_shard, tasks, progress.advance):
+    for task, result in engine.map(_worker_setup, (spec.store_root, bank_refs, policy, spec.pdq_mode, spec.dihedral), process_shard, tasks, progress.advance):
         if isinstance(result, BaseException):
             failed[task.shard.relpath] = _describe_error(result, records)
         else:

@@ -45,6 +45,8 @@ class ShardTask:
 class WorkerContext:
     matcher: Matcher
     policy: Policy
+    pdq_mode: str = "fast"
+    dihedral: bool = False
 
 
 def record_stem(shard: Shard) -> str:
@@ -85,7 +87,7 @@ def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int
         if task.copy_root is not None:
             writer = fmt.open_writer(shard, reader, task.copy_root)
         for batch in reader.batches():
-            signals = RowSignals(batch, reader.columns)
+            signals = RowSignals(batch, reader.columns, context.pdq_mode, context.dihedral)
             evidence = context.matcher.match(signals)
             evidence.extend(unchecked(row, reason) for row, reason in signals.problems)
             decisions = _decide(context.policy, evidence, batch, shard)

@@ -12,13 +12,14 @@ from typing import Callable, Literal
 
 from safeset.errors import ConfigError
 
-IndexKind = Literal["digest", "domain", "term"]
+IndexKind = Literal["digest", "domain", "term", "pdq"]
 
 _BUILTIN_MODULES = (
     "safeset.signals.types.image_digest",
     "safeset.signals.types.url",
     "safeset.signals.types.domain",
     "safeset.signals.types.term",
+    "safeset.signals.types.pdq",
 )
 
 
@@ -33,6 +34,12 @@ class SignalType:
     index_key  for "digest" types: the bytes kept in the exact index for a
                normalised value (a URL entry is kept as the MD5 of its
                canonical form, so it matches by digest like the rest).
+    build_index, load_index
+               for types with an index of their own (PDQ's Hamming index):
+               `build_index(values, entry_ids, directory, stem) -> dict`
+               writes it when a bank version is made and returns its
+               manifest description; `load_index(directory, description)`
+               opens it for matching.
     """
 
     name: str
@@ -41,6 +48,8 @@ class SignalType:
     validate: Callable[[str], str]
     index_key: Callable[[str], bytes] | None = None
     key_size: int | None = None
+    build_index: Callable | None = None
+    load_index: Callable | None = None
 
 
 _TYPES: dict[str, SignalType] = {}

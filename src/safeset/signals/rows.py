@@ -16,15 +16,18 @@ import pyarrow.compute as pc
 
 from safeset.datasets.base import Batch, Columns
 from safeset.signals import kernels
+from safeset.signals.perceptual import PDQQueries, pdq_queries
 from safeset.signals.url import canonical_url_array, host_array
 
 DIGEST_SIZES = {"md5": 16, "sha1": 20, "sha256": 32}
 
 
 class RowSignals:
-    def __init__(self, batch: Batch, columns: Columns):
+    def __init__(self, batch: Batch, columns: Columns, pdq_mode: str = "fast", dihedral: bool = False):
         self.batch = batch
         self.columns = columns
+        self.pdq_mode = pdq_mode
+        self.dihedral = dihedral
         self.num_rows = batch.num_rows
         # (row, reason) for rows whose signals could not be computed.
         self.problems: list[tuple[int, str]] = [
@@ -109,6 +112,16 @@ class RowSignals:
                 result = (digests, valid)
         self._cache[key] = result
         return result
+
+    # -- perceptual ------------------------------------------------------
+    @cached_property
+    def pdq(self) -> PDQQueries | None:
+        """PDQ hashes to look up and the row of each; None without image bytes."""
+        if self.batch.images is None:
+            return None
+        queries = pdq_queries(self.batch.images, self.pdq_mode, self.dihedral)
+        self.problems.extend(queries.problems)
+        return queries
 
     # -- caption -----------------------------------------------------------
     @cached_property

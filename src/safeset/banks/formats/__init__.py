@@ -49,7 +49,7 @@ FORMATS: dict[str, ModuleType] = {
 AUTO = "auto"
 SAMPLE_LINES = 20
 # python-threatexchange names we do not (yet) match are still recognised, so
-# their lines are rejected by name ("pdq is not supported yet") instead of
+# their lines are rejected by name ("video_md5 is not supported yet") instead of
 # breaking detection.
 PYTX_ONLY_TYPES = NOT_YET_SUPPORTED
 

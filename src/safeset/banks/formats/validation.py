@@ -20,7 +20,7 @@ from safeset.signals import registry
 
 CHUNK_ENTRIES = 1 << 20
 # python-threatexchange types a user may well have; named so the message says "not yet".
-NOT_YET_SUPPORTED = frozenset({"pdq", "pdq_ocr", "video_md5", "video_tmk_pdqf", "raw_text", "trend_query"})
+NOT_YET_SUPPORTED = frozenset({"pdq_ocr", "video_md5", "video_tmk_pdqf", "raw_text", "trend_query"})
 
 
 class RejectionLog:
