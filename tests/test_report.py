@@ -24,7 +24,7 @@ def make_run(shards: int = 3, failed: int = 0, removed: int = 0, review: int = 0
         "dataset": {
             "path": "/data/benign-set",
             "format": "parquet",
-            "shards": [{"relpath": r, "sha256": "ab" * 32, "bytes": 1000} for r in done],
+            "shards": [{"relpath": r, "xxh3_128": "ab" * 16, "bytes": 1000} for r in done],
         },
         "out": "/out/cleaned",
         "banks": [{"name": "test-urls", "version": 2, "digest": "cd" * 32, "counts": {"url_md5": 5, "domain": 1}}],

@@ -119,6 +119,10 @@ class ReadOptions:
     # all_columns is False; None = every one the shard has.
     needed: frozenset[str] | None = None
     batch_rows: int = DEFAULT_BATCH_ROWS
+    # Readers may round batch_rows to their natural unit (a parquet row group
+    # of at most 4x batch_rows), which reads faster; jobs allow it unless the
+    # user set a batch size.
+    align_batches: bool = False
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
 
     def __post_init__(self) -> None:

@@ -200,6 +200,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
         extra_columns=tuple(policy.score_columns),
         needed=logical_columns(t for v in bank_versions for t in v.signal_types()),
         batch_rows=spec.batch_rows or default_batch_rows(fmt.name),
+        align_batches=spec.batch_rows is None,
     )
     tasks = [
         ShardTask(
@@ -262,7 +263,7 @@ def _summarise(spec, fmt_name, shards, done, failed, bank_versions, policy, star
             "path": str(spec.dataset),
             "format": fmt_name,
             "shards": [
-                {"relpath": s.relpath, "sha256": done[s.relpath]["sha256"], "bytes": done[s.relpath]["bytes"]}
+                {"relpath": s.relpath, "xxh3_128": done[s.relpath]["xxh3_128"], "bytes": done[s.relpath]["bytes"]}
                 for s in shards
                 if s.relpath in done
             ],

@@ -9,7 +9,6 @@ from scratch.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import xxhash
 
 from safeset.datasets.base import ReadOptions, Shard
 from safeset.datasets.registry import FORMATS
@@ -57,10 +57,12 @@ def shard_record_path(records_dir: Path, shard: Shard) -> Path:
     return records_dir / f"{record_stem(shard)}.json"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_checksum(path: Path) -> str:
+    """XXH3-128 of the file: it identifies inputs and catches corruption at
+    ~20 GB/s, where SHA-256 (1.5 GB/s) would add a sixth to a metadata scan."""
+    digest = xxhash.xxh3_128()
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
+        while chunk := handle.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -113,7 +115,7 @@ def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int
         "relpath": shard.relpath,
         "status": "done",
         "fingerprint": task.fingerprint,
-        "sha256": file_sha256(shard.path),
+        "xxh3_128": file_checksum(shard.path),
         "bytes": shard.path.stat().st_size,
         **counts,
         "outputs": [str(p) for p in [*outputs, removed_path]],

@@ -1636,6 +1636,77 @@ static PyObject *native_use_accelerated(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ bitmap prefilter */
+
+PyDoc_STRVAR(bitmap_candidates_doc,
+"bitmap_candidates(keys, key_size, bitmap, shift, valid) -> bytes\n\n"
+"Rows whose key may be in an exact digest index: the index's bitmap has the\n"
+"bit of the key's first 8 bytes (big-endian) shifted right by `shift` set.\n"
+"keys: n * key_size bytes; bitmap: uint64 words (native order); valid: None\n"
+"or one byte per row (0 = skip). Returns int64 row indices, ascending.");
+
+static PyObject *native_bitmap_candidates(PyObject *self, PyObject *args)
+{
+    Py_buffer keys, bitmap, valid = {0};
+    Py_ssize_t key_size, n, i, found = 0;
+    int shift;
+    PyObject *valid_obj, *result = NULL;
+    int64_t *rows;
+    const uint64_t *words;
+    const uint8_t *flags = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*ny*iO", &keys, &key_size, &bitmap, &shift, &valid_obj)) return NULL;
+    if (key_size < 8 || keys.len % key_size != 0 || shift < 0 || shift > 63 || bitmap.len % 8 != 0) {
+        PyErr_SetString(PyExc_ValueError, "bitmap_candidates: bad key size, shift or bitmap");
+        goto done;
+    }
+    n = keys.len / key_size;
+    if ((((uint64_t)1 << 63) >> shift) / 4 > (uint64_t)bitmap.len) {
+        PyErr_SetString(PyExc_ValueError, "bitmap_candidates: bitmap smaller than the shift implies");
+        goto done;
+    }
+    if (valid_obj != Py_None) {
+        if (PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0) goto done;
+        if (valid.len != n) {
+            PyErr_SetString(PyExc_ValueError, "bitmap_candidates: valid has the wrong length");
+            goto done;
+        }
+        flags = (const uint8_t *)valid.buf;
+    }
+    rows = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    if (rows == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    words = (const uint64_t *)bitmap.buf;
+    Py_BEGIN_ALLOW_THREADS
+    {
+        const uint8_t *k = (const uint8_t *)keys.buf;
+        for (i = 0; i < n; i++) {
+            uint64_t prefix = 0, slot;
+            int b;
+            if (i + 8 < n) { /* start the next lookups' cache misses early */
+                const uint8_t *ahead = k + (size_t)(i + 8) * (size_t)key_size;
+                uint64_t ahead_prefix = 0;
+                for (b = 0; b < 8; b++) ahead_prefix = (ahead_prefix << 8) | ahead[b];
+                __builtin_prefetch(words + ((ahead_prefix >> shift) >> 6));
+            }
+            if (flags != NULL && !flags[i]) continue;
+            for (b = 0; b < 8; b++) prefix = (prefix << 8) | k[(size_t)i * (size_t)key_size + (size_t)b];
+            slot = prefix >> shift;
+            if ((words[slot >> 6] >> (slot & 63)) & 1) rows[found++] = i;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyBytes_FromStringAndSize((const char *)rows, found * (Py_ssize_t)sizeof(int64_t));
+    free(rows);
+done:
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&bitmap);
+    if (valid.obj != NULL) PyBuffer_Release(&valid);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"digest", native_digest, METH_VARARGS, digest_doc},
     {"hex_decode", native_hex_decode, METH_VARARGS, hex_decode_doc},
@@ -1643,6 +1714,7 @@ static PyMethodDef native_methods[] = {
     {"canonical_urls", native_canonical_urls, METH_VARARGS, canonical_urls_doc},
     {"splice_strings", native_splice_strings, METH_VARARGS, splice_strings_doc},
     {"hosts", native_hosts, METH_VARARGS, hosts_doc},
+    {"bitmap_candidates", native_bitmap_candidates, METH_VARARGS, bitmap_candidates_doc},
     {"features", native_features, METH_NOARGS, "CPU features found and whether they are used."},
     {"use_accelerated", native_use_accelerated, METH_VARARGS,
      "use_accelerated(flag): use SIMD/SHA-extension digests when available (tests turn it off)."},

@@ -402,7 +402,7 @@ def _provenance(run: dict) -> str:
         ("Command", _e(run.get("command"))),
         ("Dataset", f'<span class="mono">{_e(dataset.get("path"))}</span>'),
         ("Format", _e(dataset.get("format"))),
-        ("Shards read", f"{len(shard_files):,} ({_bytes(size)}; SHA-256 of each in run.json)"),
+        ("Shards read", f"{len(shard_files):,} ({_bytes(size)}; checksum of each in run.json)"),
         ("Output", f'<span class="mono">{_e(run.get("out"))}</span>'),
         ("safeset version", _e(run.get("safeset_version"))),
     ]
