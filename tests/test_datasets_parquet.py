@@ -216,3 +216,20 @@ def test_spark_style_int96_and_dictionary_columns_keep_their_form(tmp_path):
     assert out.schema.column(1).physical_type == "INT96"
     assert out.schema_arrow.field("lang").type == pq.read_schema(shard.path).field("lang").type
     assert out.read().equals(pq.read_table(shard.path).filter(pa.array(np.arange(12) % 3 != 1)))
+
+
+def test_output_bytes_do_not_depend_on_batching_across_many_pages(tmp_path):
+    """Row groups span many data pages; batches cut them at other places."""
+    rows = 120_000
+    rng = np.random.default_rng(0)
+    table = pa.table({
+        "URL": [f"https://example.com/{i}/{v}.jpg" for i, v in enumerate(rng.integers(0, 10**9, rows))],
+        "score": rng.random(rows),
+    })
+    shard = make_shard(tmp_path, table, row_group_size=100_000)
+    keep = lambda batch: (batch.positions % 97) != 0  # noqa: E731
+    written = [
+        run_shard(FMT, shard, tmp_path / f"out{size}", keep, ReadOptions(batch_rows=size))[1][0].read_bytes()
+        for size in (7_000, 65_536)
+    ]
+    assert written[0] == written[1]
