@@ -129,3 +129,23 @@ def test_missing_index_file_is_an_input_error(tmp_path):
     (tmp_path / "gone.bitmap.npy").unlink()
     with pytest.raises(InputError):
         DigestIndex.load(tmp_path, "gone")
+
+
+def test_native_bitmap_prefilter_matches_the_numpy_formula():
+    from safeset import _native
+
+    rng = np.random.default_rng(7)
+    bits_log2 = 16
+    bitmap = rng.integers(0, 2**63, size=(1 << bits_log2) // 64, dtype=np.uint64)
+    queries = rng.integers(0, 256, size=(5000, 16), dtype=np.uint8)
+    valid = rng.random(5000) < 0.9
+    shift = 64 - bits_log2
+    prefixes = queries[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+    slots = prefixes >> np.uint64(shift)
+    expected = np.flatnonzero(((bitmap[slots >> np.uint64(6)] >> (slots & np.uint64(63))) & np.uint64(1)).astype(bool) & valid)
+    got = np.frombuffer(_native.bitmap_candidates(queries, 16, bitmap, shift, valid), dtype=np.int64)
+    assert np.array_equal(got, expected) and 0 < len(got) < len(queries)
+    with pytest.raises(ValueError):
+        _native.bitmap_candidates(queries, 16, bitmap[:10], shift, None)
+    with pytest.raises(ValueError):
+        _native.bitmap_candidates(queries, 16, bitmap, shift, valid[:10])
