@@ -75,13 +75,6 @@ class Matcher:
         # Signal types the dataset could not provide (no URL column, no images...).
         self.unavailable: set[str] = set()
 
-    @property
-    def signal_types(self) -> set[str]:
-        return {s.signal_type for s in self.signals}
-
-    def needs_caption(self) -> bool:
-        return any(s.signal_type == "term" for s in self.signals)
-
     def match(self, signals: RowSignals) -> list[Evidence]:
         evidence: list[Evidence] = []
         for bank_signal in self.signals:

@@ -36,14 +36,17 @@ class RowSignals:
         self._cache: dict = {}
 
     # -- URL ---------------------------------------------------------------
-    @cached_property
-    def url(self) -> pa.Array | None:
-        if self.columns.url is None:
+    def _text_column(self, name: str | None) -> pa.Array | None:
+        if name is None:
             return None
-        column = self.batch.table.column(self.columns.url)
+        column = self.batch.table.column(name)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             column = pc.cast(column, pa.string())
         return column
+
+    @cached_property
+    def url(self) -> pa.Array | None:
+        return self._text_column(self.columns.url)
 
     @cached_property
     def _canonical(self) -> tuple[pa.Array, np.ndarray]:
@@ -126,9 +129,4 @@ class RowSignals:
     # -- caption -----------------------------------------------------------
     @cached_property
     def caption(self) -> pa.Array | None:
-        if self.columns.caption is None:
-            return None
-        column = self.batch.table.column(self.columns.caption)
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            column = pc.cast(column, pa.string())
-        return column
+        return self._text_column(self.columns.caption)
