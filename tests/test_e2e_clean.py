@@ -18,6 +18,7 @@ BANK_NAMES = {
     "image_md5.csv": "IMAGE_MD5",
     "domains.txt": "DOMAINS",
     "terms.txt": "TERMS",
+    "pdq.txt": "PDQ",
 }
 
 

@@ -25,6 +25,7 @@ BANK_NAMES = {
     "image_md5.csv": "DEMO_IMAGE_MD5",
     "domains.txt": "DEMO_DOMAINS",
     "terms.txt": "DEMO_TERMS",
+    "pdq.txt": "DEMO_PDQ",
 }
 
 

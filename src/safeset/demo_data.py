@@ -38,6 +38,7 @@ BANK_TYPES = {
     "image_md5.csv": "md5",
     "domains.txt": "domain",
     "terms.txt": "term",
+    "pdq.txt": "pdq",
 }
 
 LAION_SCHEMA = pa.schema(
@@ -273,6 +274,8 @@ class _BankPlan:
         self.url_md5_rows: list[tuple[str, int | str]] = []
         self.image_md5_entries: list[str] = []
         self.image_md5_rows: list[tuple[str, int | str]] = []
+        self.pdq_entries: list[str] = []
+        self.pdq_rows: list[tuple[str, int | str]] = []
         self.wds_rows: list[_Row] = []
 
     def know_url(self, row: _Row, spelling: str) -> None:
@@ -287,6 +290,10 @@ class _BankPlan:
         self.image_md5_entries.append(md5_hex)
         self.image_md5_rows.append((relpath, ident))
 
+    def know_pdq(self, relpath: str, ident: int | str, pdq_hex: str) -> None:
+        self.pdq_entries.append(pdq_hex)
+        self.pdq_rows.append((relpath, ident))
+
     def expected_matches(self, rows: list[_Row]) -> dict[str, list[tuple[str, int | str]]]:
         """Domain and term matches are found by looking at every row, the rest were planted."""
         domain_rows = [
@@ -300,6 +307,7 @@ class _BankPlan:
             "image_md5.csv": self.image_md5_rows,
             "domains.txt": domain_rows,
             "terms.txt": term_rows,
+            "pdq.txt": self.pdq_rows,
         }
         return {name: sorted(matches, key=_match_order) for name, matches in result.items()}
 
@@ -319,6 +327,7 @@ class _BankPlan:
             ),
             "domains.txt": f"{LISTED_DOMAIN}\n",
             "terms.txt": "".join(f"{t}\n" for t in TERMS),
+            "pdq.txt": "".join(f"pdq {h}\n" for h in self.pdq_entries),
         }
         paths = {}
         for name, text in files.items():
@@ -458,7 +467,7 @@ def _write_webdataset(
         relpath = f"images/{shard:05d}.tar"
         failed = set(rng.sample(range(per_tar), 3))
         ok = [i for i in range(per_tar) if i not in failed]
-        wanted = ["image_md5", "domain"] + (["image_md5", "url", "term_high"] if shard == 0 else [])
+        wanted = ["image_md5", "domain"] + (["image_md5", "url", "term_high", "pdq"] if shard == 0 else [])
         roles = dict(zip(rng.sample(ok, len(wanted)), wanted))
         members: list[tuple[str, bytes]] = []
         records: list[dict] = []
@@ -477,7 +486,7 @@ def _write_webdataset(
                 records.append(_wds_record(row, key, "failed_to_download", error, None, None, None))
                 continue
             jpeg, (width, height) = _draw_jpeg(pixels)
-            while hashlib.md5(jpeg).hexdigest() in seen_md5:
+            while hashlib.md5(jpeg).hexdigest() in seen_md5 or (role == "pdq" and _pdq_quality(jpeg) < 60):
                 jpeg, (width, height) = _draw_jpeg(pixels)
             seen_md5.add(hashlib.md5(jpeg).hexdigest())
             original = (width * 2, height * 2)
@@ -493,6 +502,8 @@ def _write_webdataset(
                 planner.know_image_md5(relpath, key, hashlib.md5(jpeg).hexdigest())
             elif role == "url":
                 planner.know_url(row, row.url)
+            elif role == "pdq":
+                planner.know_pdq(relpath, key, _pdq_of_altered_copy(jpeg))
 
         tar_path = out / "images" / f"{shard:05d}.tar"
         _write_bytes(tar_path, _tar_bytes(members))
@@ -554,6 +565,23 @@ def _draw_jpeg(pixels: np.random.Generator) -> tuple[bytes, tuple[int, int]]:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue(), (width, height)
+
+
+def _pdq_quality(jpeg: bytes) -> int:
+    from safeset.pdq import hash_image
+
+    return hash_image(jpeg, "exact").quality
+
+
+def _pdq_of_altered_copy(jpeg: bytes) -> str:
+    """PDQ of a smaller, re-encoded copy: what a hotline's list would hold for it."""
+    from safeset.pdq import hash_image
+
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    smaller = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    smaller.save(buffer, "JPEG", quality=70)
+    return hash_image(buffer.getvalue(), "exact").hex
 
 
 def _tar_bytes(members: list[tuple[str, bytes]]) -> bytes:
