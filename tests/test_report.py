@@ -315,3 +315,15 @@ def test_tolerates_missing_or_odd_fields(bad):
     for key in ("counts", "timings", "banks", "policy", "dataset", "shards", "failed_shards"):
         run[key] = bad
     structure(render_report(run, REMOVED_SCHEMA.empty_table()))
+
+
+def test_summary_gathered_batch_by_batch_renders_the_same_page():
+    from safeset.report.html import WithheldSummary
+
+    removed = make_removed(2500, shards=7)
+    removed_count, review_count = counts_of(removed)
+    run = make_run(shards=7, removed=removed_count, review=review_count)
+    whole = render_report(run, removed)
+    pieces = WithheldSummary.of_tables(removed.slice(start, 300) for start in range(0, removed.num_rows, 300))
+    assert pieces.rows == 2500 and sum(t.num_rows for t in pieces.first_rows) == 1000
+    assert render_report(run, pieces) == whole

@@ -57,29 +57,47 @@ def url_sha256(canonical_url: str | None) -> str | None:
     return hashlib.sha256(canonical_url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class RemovedRows:
-    """Accumulates withheld rows of one shard (few) as Python lists."""
+# Withheld rows are written out in groups of this many, so a shard that
+# withholds millions of rows (a strict NSFW-score policy) needs little memory.
+REMOVED_GROUP_ROWS = 65536
 
-    def __init__(self):
-        self.columns: dict[str, list] = {name: [] for name in REMOVED_SCHEMA.names}
+
+class RemovedRowsWriter:
+    """Streams the withheld rows of one shard to `path` (temporary name until commit)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._temp = temp_path(path)
+        self._writer = pq.ParquetWriter(self._temp, REMOVED_SCHEMA, compression="zstd")
+        self._columns: dict[str, list] = {name: [] for name in REMOVED_SCHEMA.names}
+        self._pending = 0
 
     def add(self, *, key, source, position, url, canonical_url, action, reasons) -> None:
-        self.columns["key"].append(key)
-        self.columns["source"].append(source)
-        self.columns["position"].append(position)
-        self.columns["url"].append(url)
-        self.columns["url_sha256"].append(url_sha256(canonical_url))
-        self.columns["action"].append(action)
-        self.columns["reasons"].append(reasons)
+        self._columns["key"].append(key)
+        self._columns["source"].append(source)
+        self._columns["position"].append(position)
+        self._columns["url"].append(url)
+        self._columns["url_sha256"].append(url_sha256(canonical_url))
+        self._columns["action"].append(action)
+        self._columns["reasons"].append(reasons)
+        self._pending += 1
+        if self._pending >= REMOVED_GROUP_ROWS:
+            self._flush()
 
-    def table(self) -> pa.Table:
-        return pa.table(self.columns, schema=REMOVED_SCHEMA)
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.table(self._columns, schema=REMOVED_SCHEMA))
+            self._columns = {name: [] for name in REMOVED_SCHEMA.names}
+            self._pending = 0
 
+    def commit(self) -> Path:
+        self._flush()
+        self._writer.close()
+        return publish(self._temp, self.path)
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    tmp = temp_path(path)
-    pq.write_table(table, tmp, compression="zstd")
-    publish(tmp, path)
+    def abort(self) -> None:
+        self._writer.close()
+        self._temp.unlink(missing_ok=True)
 
 
 def write_json_atomic(data: dict, path: Path, durable: bool = False) -> None:
@@ -98,9 +116,8 @@ def concat_removed(parts: list[Path], out: Path) -> int:
     rows = 0
     with pq.ParquetWriter(tmp, REMOVED_SCHEMA, compression="zstd") as writer:
         for part in parts:
-            table = pq.read_table(part, schema=REMOVED_SCHEMA)
-            rows += table.num_rows
-            if table.num_rows:
-                writer.write_table(table)
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=REMOVED_GROUP_ROWS):
+                rows += batch.num_rows
+                writer.write_table(pa.Table.from_batches([batch], schema=REMOVED_SCHEMA))
     publish(tmp, out)
     return rows

@@ -290,11 +290,14 @@ def _summarise(spec, fmt_name, shards, done, failed, bank_versions, policy, star
 
 
 def _write_report(run: dict, records: Path) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from safeset.report.html import render_report
+    from safeset.report.html import WithheldSummary, render_report
 
-    page = render_report(run, pq.read_table(records / "removed.parquet"))
+    removed = pq.ParquetFile(records / "removed.parquet")
+    withheld = WithheldSummary.of_tables(pa.Table.from_batches([b]) for b in removed.iter_batches(batch_size=65536))
+    page = render_report(run, withheld)
     final = records / "report.html"
     tmp = temp_path(final)
     tmp.write_text(page, encoding="utf-8")

@@ -23,7 +23,7 @@ from safeset.datasets.registry import FORMATS
 from safeset.datasets.writing import flush_to_disk
 from safeset.errors import InputError
 from safeset.evidence import unchecked
-from safeset.jobs.records import RemovedRows, reason_record, write_json_atomic, write_parquet_atomic
+from safeset.jobs.records import RemovedRowsWriter, reason_record, write_json_atomic
 from safeset.match import Matcher
 from safeset.policy import ACTIONS, Policy
 from safeset.signals.rows import RowSignals
@@ -83,7 +83,7 @@ def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int
     reader = fmt.open(shard, task.read_options)
     writer = None
     counts = {"input_rows": 0, "kept_rows": 0, "removed_rows": 0, "review_rows": 0}
-    removed = RemovedRows()
+    removed = RemovedRowsWriter(task.records_dir / f"{record_stem(shard)}.removed.parquet")
     try:
         _check_score_columns(context.policy, reader.schema, shard)
         if task.copy_root is not None:
@@ -103,14 +103,14 @@ def process_shard(task: ShardTask, context: WorkerContext, report: Callable[[int
             counts["review_rows"] += int((decisions.actions == REVIEW).sum())
             report(batch.num_rows)
         outputs = writer.commit() if writer is not None else []
+        removed_path = removed.commit()
     except BaseException:
         if writer is not None:
             writer.abort()
+        removed.abort()
         raise
     finally:
         reader.close()
-    removed_path = task.records_dir / f"{record_stem(shard)}.removed.parquet"
-    write_parquet_atomic(removed.table(), removed_path)
     return {
         "relpath": shard.relpath,
         "status": "done",
@@ -138,7 +138,7 @@ def mark_done(record: dict, records_dir: Path, shard: Shard) -> None:
     write_json_atomic(record, shard_record_path(records_dir, shard), durable=True)
 
 
-def _record_withheld(removed: RemovedRows, shard: Shard, batch, signals: RowSignals, decisions) -> None:
+def _record_withheld(removed: RemovedRowsWriter, shard: Shard, batch, signals: RowSignals, decisions) -> None:
     withheld = np.flatnonzero(decisions.actions != KEEP)
     if not len(withheld):
         return

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -191,6 +191,43 @@ def _shard_counts(removed: pa.Table) -> dict[str, dict[str, int]]:
     return counts
 
 
+def _add_counts(into: dict[str, dict[str, int]], counts: dict[str, dict[str, int]]) -> None:
+    for label, per_action in counts.items():
+        target = into.setdefault(label, {})
+        for kind, rows in per_action.items():
+            target[kind] = target.get(kind, 0) + rows
+
+
+@dataclass
+class WithheldSummary:
+    """What the page shows of removed.parquet, gathered batch by batch so a
+    run that withheld hundreds of millions of rows still renders in bounded memory."""
+
+    rows: int = 0
+    by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_bank: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_shard: dict[str, dict[str, int]] = field(default_factory=dict)
+    first_rows: list[pa.Table] = field(default_factory=list)
+
+    @classmethod
+    def of_tables(cls, tables: Iterable[pa.Table]) -> "WithheldSummary":
+        summary = cls()
+        for table in tables:
+            summary.add(table)
+        return summary
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        _add_counts(self.by_rule, _reason_labels(table, _rule_label))
+        _add_counts(self.by_bank, _reason_labels(table, _bank_label))
+        _add_counts(self.by_shard, _shard_counts(table))
+        room = ROW_TABLE_LIMIT - sum(t.num_rows for t in self.first_rows)
+        if room > 0:
+            self.first_rows.append(table.slice(0, room))
+        self.rows += table.num_rows
+
+
 def _top(bars: list[Bar], limit: int) -> list[Bar]:
     if len(bars) <= limit:
         return bars
@@ -344,7 +381,7 @@ def _status_banner(exit_code: int, conservation_ok: Any, failed: list) -> str:
     return '<p class="status ok" role="status">✓ Completed: every input row is accounted for.</p>'
 
 
-def _summary(run: dict, removed: pa.Table) -> str:
+def _summary(run: dict, withheld: "WithheldSummary") -> str:
     counts = _dict(run.get("counts"))
     timings = _dict(run.get("timings"))
     failed = _list(run.get("failed_shards"))
@@ -370,13 +407,13 @@ def _summary(run: dict, removed: pa.Table) -> str:
     verdict = {True: "✓ passed", False: "✗ FAILED", None: "not recorded"}
     conservation = verdict[conservation_ok if isinstance(conservation_ok, bool) else None]
     withheld_expected = (counts.get("removed_rows") or 0) + (counts.get("review_rows") or 0)
-    records_ok = removed.num_rows == withheld_expected
+    records_ok = withheld.rows == withheld_expected
     done = sum(1 for s in shards if isinstance(s, dict) and s.get("status") == "done")
     items = [
         ("Exit status", f"{exit_code} ({_e(_EXIT_MEANINGS.get(exit_code, 'unknown'))})"),
         ("Conservation check", f"{conservation} — {equation}"),
         ("Withheld-row records",
-         f"{'✓' if records_ok else '✗'} removed.parquet holds {removed.num_rows:,} rows "
+         f"{'✓' if records_ok else '✗'} removed.parquet holds {withheld.rows:,} rows "
          f"(removed + review = {withheld_expected:,})"),
         ("Shards", f"{done:,} done, {len(failed):,} failed, {len(shards):,} in the run"),
         ("Started", _e(timings.get("started"))),
@@ -476,12 +513,15 @@ def _distinct(values: Iterable[str]) -> str:
     return ", ".join(_e(v) for v in seen) or "—"
 
 
-def _rows_section(removed: pa.Table) -> str:
-    if not removed.num_rows:
+def _rows_section(withheld: WithheldSummary) -> str:
+    if not withheld.rows:
         return "<p>No rows were withheld.</p>"
-    shown = removed.slice(0, ROW_TABLE_LIMIT)
-    wanted = [c for c in ("key", "source", "position", "action", "reasons") if c in shown.column_names]
-    records = shown.select(wanted).to_pylist()
+    wanted = ("key", "source", "position", "action", "reasons")
+    records = [
+        record
+        for table in withheld.first_rows
+        for record in table.select([c for c in wanted if c in table.column_names]).to_pylist()
+    ]
     rows = []
     for record in records:
         reasons = [r for r in (record.get("reasons") or []) if r]
@@ -498,8 +538,8 @@ def _rows_section(removed: pa.Table) -> str:
             _distinct(banks),
             _distinct(str(r.get("signal_type")) for r in reasons),
         ])
-    note = (f"First {len(records):,} of {removed.num_rows:,} withheld rows" if removed.num_rows > len(records)
-            else f"All {removed.num_rows:,} withheld rows")
+    note = (f"First {len(records):,} of {withheld.rows:,} withheld rows" if withheld.rows > len(records)
+            else f"All {withheld.rows:,} withheld rows")
     return _table(
         f"{note}, in record order (no URLs or matched values are shown)",
         ["Key", "Shard", "Position", "Action", "Rules", "Banks", "Signal types"],
@@ -508,15 +548,15 @@ def _rows_section(removed: pa.Table) -> str:
     )
 
 
-def _charts(removed: pa.Table) -> str:
-    if not removed.num_rows:
+def _charts(withheld: WithheldSummary) -> str:
+    if not withheld.rows:
         return "<p>No rows were withheld.</p>"
-    shard_bars = _bars(_shard_counts(removed))
+    shard_bars = _bars(withheld.by_shard)
     return (
         "<h3>By rule</h3>"
-        + _bar_chart("by-rule", "Withheld rows by policy rule", _bars(_reason_labels(removed, _rule_label)), "Rule")
+        + _bar_chart("by-rule", "Withheld rows by policy rule", _bars(withheld.by_rule), "Rule")
         + "<h3>By bank</h3>"
-        + _bar_chart("by-bank", "Withheld rows by bank", _bars(_reason_labels(removed, _bank_label)), "Bank")
+        + _bar_chart("by-bank", "Withheld rows by bank", _bars(withheld.by_bank), "Bank")
         + "<h3>By shard</h3>"
         + (f'<p class="muted">The {SHARD_CHART_LIMIT} shards with most withheld rows; the other '
            f"{len(shard_bars) - SHARD_CHART_LIMIT:,} are summed.</p>" if len(shard_bars) > SHARD_CHART_LIMIT else "")
@@ -537,9 +577,12 @@ _SECTIONS = (
 )
 
 
-def render_report(run: dict, removed: pa.Table) -> str:
-    """The whole report page for `run` (run.json) and its removed.parquet."""
+def render_report(run: dict, removed: pa.Table | WithheldSummary) -> str:
+    """The whole report page for `run` (run.json) and its removed.parquet
+    (a table, or a `WithheldSummary` gathered from it batch by batch)."""
     run = _dict(run)
+    if not isinstance(removed, WithheldSummary):
+        removed = WithheldSummary.of_tables([removed])
     command = run.get("command") if run.get("command") in ("scan", "clean") else "run"
     dataset_path = _dict(run.get("dataset")).get("path")
     bodies = {
