@@ -103,3 +103,28 @@ def test_byte_order_mark_and_non_utf8_lines(tmp_path):
     assert batches[0].errors[0] is None
     assert batches[0].errors[1].startswith("invalid JSON: line 2: not UTF-8")
     assert path.read_bytes() == (tmp_path / "in" / "urls.jsonl").read_bytes()
+
+
+def test_oversized_line_is_an_unchecked_row_never_held_or_copied(tmp_path):
+    import json as _json
+
+    from safeset.datasets.base import ReadOptions
+    from safeset.datasets.jsonl import JsonlFormat
+
+    path = tmp_path / "in" / "list.jsonl"
+    path.parent.mkdir()
+    huge = _json.dumps({"url": "https://example.com/big", "caption": "x" * 5000})
+    path.write_text(
+        _json.dumps({"url": "https://example.com/a"}) + "\n" + huge + "\n" + _json.dumps({"url": "https://example.com/b"}) + "\n"
+    )
+    fmt = JsonlFormat()
+    (shard,) = fmt.discover(path.parent)
+    options = ReadOptions(max_line_bytes=1000)
+    reader = fmt.open(shard, options)
+    (batch,) = list(reader.batches())
+    assert batch.errors[0] is None and batch.errors[2] is None
+    assert "over the limit of 1,000" in batch.errors[1] and "line 2" in batch.errors[1]
+    writer = fmt.open_writer(shard, fmt.open(shard, options), tmp_path / "out")
+    writer.write(batch, np.array([True, False, True]))
+    (written,) = writer.commit()
+    assert written.read_text().splitlines() == [_json.dumps({"url": "https://example.com/a"}), _json.dumps({"url": "https://example.com/b"})]

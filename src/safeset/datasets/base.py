@@ -21,6 +21,8 @@ from safeset.errors import ConfigError
 DEFAULT_BATCH_ROWS = 8192
 # Image members larger than this are not read; their sample is marked unchecked.
 DEFAULT_MAX_MEMBER_BYTES = 64 * 1024 * 1024
+# JSONL lines longer than this are skipped unread (never held whole); their row is unchecked.
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class ReadOptions:
     # user set a batch size.
     align_batches: bool = False
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
     def __post_init__(self) -> None:
         # A zero batch size would make readers loop forever; say so up front.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -35,8 +35,32 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 Row = tuple[int, dict | None, str | None]  # (line number, object, error)
 
 
-def is_blank(line: bytes) -> bool:
-    return not line.strip()
+class OversizedLine(NamedTuple):
+    """A line longer than the limit: skipped without being held in memory."""
+
+    size: int
+
+
+def bounded_lines(handle, limit: int) -> Iterator[bytes | OversizedLine]:
+    """The lines of a binary file, each at most `limit` bytes (plus its newline).
+
+    A longer line (a hostile or broken file) is read past in 1 MiB steps and
+    reported as `OversizedLine`, so memory never depends on line length.
+    """
+    while line := handle.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        size = len(line)
+        while chunk := handle.readline(1 << 20):
+            size += len(chunk)
+            if chunk.endswith(b"\n"):
+                break
+        yield OversizedLine(size)
+
+
+def is_blank(line: bytes | OversizedLine) -> bool:
+    return isinstance(line, bytes) and not line.strip()
 
 
 _DECODER = json.JSONDecoder()
@@ -138,9 +162,12 @@ class JsonlReader:
         require_columns(self.schema.names, options.extra_columns, shard.path)
 
     def _rows(self) -> Iterator[Row]:
-        with open(self.shard.path, "rb") as lines:
-            for line_number, line in enumerate(lines, start=1):
-                if not is_blank(line):
+        limit = self.options.max_line_bytes
+        with open(self.shard.path, "rb") as handle:
+            for line_number, line in enumerate(bounded_lines(handle, limit), start=1):
+                if isinstance(line, OversizedLine):
+                    yield (line_number, None, f"line {line_number} is {line.size:,} bytes, over the limit of {limit:,}")
+                elif not is_blank(line):
                     yield (line_number, *parse_line(line, line_number))
 
     def _infer_schema(self) -> pa.Schema:
@@ -193,11 +220,12 @@ class JsonlShardWriter:
         self._final = Path(out_root) / shard.relpath
         self._temp = temp_path(self._final)
         self._source = open(shard.path, "rb")
+        self._lines = bounded_lines(self._source, reader.options.max_line_bytes)
         self._target = open(self._temp, "wb")
 
-    def _next_row_line(self) -> bytes:
+    def _next_row_line(self) -> bytes | OversizedLine:
         """The next non-blank input line; blank lines on the way are copied."""
-        for line in self._source:
+        for line in self._lines:
             if not is_blank(line):
                 return line
             self._target.write(line)
@@ -208,10 +236,12 @@ class JsonlShardWriter:
         for kept in keep.tolist():
             line = self._next_row_line()
             if kept:
+                if isinstance(line, OversizedLine):
+                    raise ValueError(f"{self._shard.path}: an oversized line was never checked and cannot be kept")
                 self._target.write(line)
 
     def commit(self) -> list[Path]:
-        for line in self._source:
+        for line in self._lines:
             if not is_blank(line):
                 raise ValueError(f"{self._shard.path}: commit after {self._tally.next_position} rows; "
                                  "every row needs a keep decision")
