@@ -362,7 +362,7 @@ class PDQIndex:
         try:
             with open(temporary, "wb") as out:
                 out.write(head)
-                for (name, array, phase), entry in zip(arrays, layout):
+                for (_name, array, _phase), entry in zip(arrays, layout):
                     out.write(b"\0" * (entry[3] - out.tell()))
                     out.write(memoryview(np.ascontiguousarray(array)).cast("B"))
                 out.flush()
