@@ -214,3 +214,19 @@ def test_bank_import_reports_rejected_lines(tmp_path):
     assert [r["line"] for r in result["rejections"]] == [2, 3]
     listing = json.loads(safeset("bank", "list", "--store", tmp_path / "s", "--json").stdout)
     assert [b["name"] for b in listing] == ["MIXED_BANK"]
+
+
+def test_single_file_dataset_may_have_its_output_beside_it(tmp_path):
+    store = tmp_path / "store"
+    bank = tmp_path / "urls.txt"
+    bank.write_text("https://example.org/b.jpg\n")
+    safeset("bank", "import", "LIST", bank, "--type", "url", "--store", store)
+    data = tmp_path / "data"
+    data.mkdir()
+    source = data / "list.csv"
+    source.write_text("url\nhttps://example.org/a.jpg\nhttps://example.org/b.jpg\n")
+    safeset("clean", source, "--out", data / "clean", "--store", store)
+    assert (data / "clean" / "list.csv").read_text().splitlines() == ["url", "https://example.org/a.jpg"]
+    proc = safeset("clean", source, "--out", data, "--store", store, check=2)
+    assert "overwrite" in proc.stderr
+    assert source.read_text().count("example.org") == 2

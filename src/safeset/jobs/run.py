@@ -112,9 +112,11 @@ def _check_paths(spec: JobSpec) -> None:
     out = spec.out.resolve()
     if not dataset.exists():
         raise ConfigError(f"dataset {spec.dataset} does not exist")
-    root = dataset if dataset.is_dir() else dataset.parent
-    if out == root or root in out.parents or out in root.parents:
-        raise ConfigError(f"--out {spec.out} must lie outside the dataset {spec.dataset} (and not contain it)")
+    if dataset.is_dir():
+        if out == dataset or dataset in out.parents or out in dataset.parents:
+            raise ConfigError(f"--out {spec.out} must lie outside the dataset {spec.dataset} (and not contain it)")
+    elif out == dataset.parent or out == dataset:
+        raise ConfigError(f"--out {spec.out} would overwrite the dataset file {spec.dataset}; choose another directory")
     if spec.command not in ("scan", "clean"):
         raise ConfigError(f"unknown command {spec.command!r}")
     if spec.pdq_mode not in PDQ_MODES:
