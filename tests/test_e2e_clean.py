@@ -230,3 +230,12 @@ def test_single_file_dataset_may_have_its_output_beside_it(tmp_path):
     proc = safeset("clean", source, "--out", data, "--store", store, check=2)
     assert "overwrite" in proc.stderr
     assert source.read_text().count("example.org") == 2
+
+
+def test_a_run_that_could_check_nothing_is_refused(demo, tmp_path):
+    data, store, _ = demo
+    proc = safeset("scan", data.laion_dir, "--out", tmp_path / "out", "--store", store, "--bank", "PDQ", check=2)
+    assert "nothing was checked" in proc.stderr
+    # with a bank it can match as well, the run goes on and only warns
+    proc = safeset("scan", data.laion_dir, "--out", tmp_path / "out2", "--store", store, "--bank", "PDQ", "--bank", "URLS")
+    assert "'pdq' could not be matched" in proc.stderr.replace("\n", " ")

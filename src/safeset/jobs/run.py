@@ -229,11 +229,24 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
         progress.shard_finished(task.shard.relpath, not isinstance(result, BaseException))
 
     run = _summarise(spec, fmt.name, shards, done, failed, bank_versions, policy, started)
+    _refuse_if_nothing_was_checked(run, bank_versions, policy)
     finished = [s for s in shards if s.relpath in done]
     concat_removed([records / "shards" / f"{record_stem(s)}.removed.parquet" for s in finished], records / "removed.parquet")
     write_json_atomic(run, records / "run.json")
     _write_report(run, records)
     return RunResult(run=run, exit_code=run["exit_code"], records_dir=records)
+
+
+def _refuse_if_nothing_was_checked(run: dict, bank_versions, policy: Policy) -> None:
+    """Fail closed: a run in which no selected bank could be matched at all
+    (image banks on metadata without digests, say) checked nothing."""
+    bank_types = {t for v in bank_versions for t in v.signal_types()}
+    score_rules = any(not rule.needs_match for rule in policy.rules)
+    if bank_types and not score_rules and bank_types <= set(run["unavailable_signals"]) and run["shards"]:
+        raise ConfigError(
+            f"none of the selected banks could be matched: the dataset has no {', '.join(sorted(bank_types))} "
+            "signal, so nothing was checked (choose banks this dataset can be matched against)"
+        )
 
 
 def _summarise(spec, fmt_name, shards, done, failed, bank_versions, policy, started) -> dict:
