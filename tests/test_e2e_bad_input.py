@@ -101,7 +101,10 @@ def test_garbage_files_never_traceback(tmp_path):
     bad_jsonl.mkdir()
     (bad_jsonl / "l.jsonl").write_text('{"url": "https://example.com/a"}\n{not json\n')
     out = tmp_path / "out-j"
-    safeset("clean", bad_jsonl, "--out", out, "--store", store)
+    urls = tmp_path / "urls.txt"
+    urls.write_text("https://example.com/never\n")
+    safeset("bank", "import", "URLS", urls, "--type", "url", "--store", store)
+    safeset("clean", bad_jsonl, "--out", out, "--store", store, "--bank", "URLS")
     rows = removed_rows(out)
     assert [(r["position"], r["action"]) for r in rows] == [(1, "review")]
     assert (out / "l.jsonl").read_text() == '{"url": "https://example.com/a"}\n'
