@@ -16,8 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from safeset.errors import SafesetError
-from safeset.pdq.cli_hash import hash_command
+from safeset.engine.memory import prefer_reuse_in_arrow
+
+prefer_reuse_in_arrow()  # before anything imports pyarrow
+
+from safeset.errors import SafesetError  # noqa: E402
+from safeset.pdq.cli_hash import hash_command  # noqa: E402
 
 app = typer.Typer(
     help="Keep known child sexual abuse material out of AI training data.",

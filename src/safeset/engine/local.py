@@ -15,6 +15,8 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
+from safeset.engine.memory import keep_freed_memory
+
 _state: dict[str, Any] = {}
 
 
@@ -23,6 +25,7 @@ def default_workers() -> int:
 
 
 def _init_worker(setup: Callable[..., Any], setup_args: tuple, progress_queue) -> None:
+    keep_freed_memory()
     _state["context"] = setup(*setup_args)
     _state["report"] = progress_queue.put
 
@@ -51,6 +54,7 @@ class LocalEngine:
         """
         tasks = list(tasks)
         if self.workers == 1 or len(tasks) <= 1:
+            keep_freed_memory()
             context = setup(*setup_args)
             for task in tasks:
                 try:
