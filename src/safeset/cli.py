@@ -17,11 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from safeset.engine.memory import prefer_reuse_in_arrow
-
-prefer_reuse_in_arrow()  # before anything imports pyarrow
-
-from safeset.errors import SafesetError  # noqa: E402
-from safeset.pdq.cli_hash import hash_command  # noqa: E402
+from safeset.errors import SafesetError
+from safeset.pdq.cli_hash import hash_command
 
 app = typer.Typer(
     help="Keep known child sexual abuse material out of AI training data.",
@@ -91,6 +88,7 @@ class RichProgress:
 
 def _run(command: str, dataset, out_dir, store, bank, policy, workers, resume, fmt, url_column, caption_column,
          key_column, batch_rows, pdq_mode, dihedral, as_json, quiet) -> None:
+    prefer_reuse_in_arrow()  # before pyarrow is first imported, below
     from safeset.banks.store import default_store_root
     from safeset.datasets.base import ColumnOverrides
     from safeset.jobs.run import JobSpec, run_job
