@@ -54,9 +54,10 @@ def test_round_trip_keeps_exactly_the_kept_rows(tmp_path, codec):
     assert out.schema_arrow.equals(pq.ParquetFile(shard.path).schema_arrow, check_metadata=True)
     source_codec = pq.ParquetFile(shard.path).metadata.row_group(0).column(0).compression
     assert out.metadata.row_group(0).column(0).compression == source_codec
-    # row groups as large as the input's (40 rows), the last one holding the rest
+    # the kept rows of each input row group (40 rows) make one output row group
     sizes = [out.metadata.row_group(i).num_rows for i in range(out.metadata.num_row_groups)]
-    assert sizes == [40, 40, 20]
+    kept_per_group = [int(np.sum(np.arange(s, min(s + 40, 150)) % 3 != 1)) for s in range(0, 150, 40)]
+    assert sizes == kept_per_group == [27, 26, 27, 20]
 
 
 def test_output_bytes_do_not_depend_on_batching(tmp_path):
@@ -152,6 +153,14 @@ def test_abort_leaves_no_file(tmp_path):
         writer.write(batch, np.ones(batch.num_rows, bool))
     writer.abort()
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_all_removed_row_groups_leave_no_empty_row_group(tmp_path):
+    shard = make_shard(tmp_path, laion_table(120))  # row groups of 40
+    _, [path] = run_shard(FMT, shard, tmp_path / "out", lambda b: (b.positions < 40) | (b.positions >= 80),
+                          ReadOptions(batch_rows=25))
+    out = pq.ParquetFile(path)
+    assert [out.metadata.row_group(i).num_rows for i in range(out.metadata.num_row_groups)] == [40, 40]
 
 
 def test_huge_input_row_groups_are_capped(tmp_path):

@@ -199,9 +199,12 @@ class _SourceRows:
 class ParquetRowsWriter:
     """Writes the kept rows of one parquet source file, shaped like the source.
 
-    Kept rows are buffered until a full row group is ready, and each row group
-    is written from contiguous memory, so the bytes depend only on the kept rows,
-    not on how they were batched.
+    The kept rows of each input row group become one output row group (none if
+    all were removed; split if over MAX_ROW_GROUP_ROWS), so the copy keeps the
+    source's layout. Each row group is written from contiguous memory, so the
+    bytes depend only on the kept rows, not on how they were batched; when a
+    batch is exactly one input row group (the job's default) its kept rows are
+    written as they are, without another copy.
     """
 
     def __init__(self, source_path: Path, final_path: Path, batch_rows: int):
@@ -211,6 +214,7 @@ class ParquetRowsWriter:
         self.schema: pa.Schema = self._source.schema_arrow
         metadata = self._source.metadata
         self._row_group_rows = writer_row_group_rows(metadata)
+        self._group_ends = _row_group_starts(metadata)[1:]
         version = metadata.format_version if metadata.format_version in _FORMAT_VERSIONS else "2.6"
         self._final = final_path
         self._temp = temp_path(final_path)
@@ -237,17 +241,29 @@ class ParquetRowsWriter:
 
     def write(self, table: pa.RecordBatch | pa.Table, first: int, keep: np.ndarray) -> None:
         rows = self._complete(table, first, len(keep))
-        kept = rows.filter(pa.array(keep, type=pa.bool_()))
-        if kept.num_rows:
-            self._pending.append(kept)
-            self._pending_rows += kept.num_rows
-            self._flush(final=False)
+        start = first
+        end = first + len(keep)
+        while start < end:  # one piece per input row group the batch touches
+            group = int(np.searchsorted(self._group_ends, start, side="right"))
+            stop = min(end, int(self._group_ends[group])) if group < len(self._group_ends) else end
+            mask = keep[start - first : stop - first]
+            piece = rows.slice(start - first, stop - start)
+            if not mask.all():
+                piece = piece.filter(pa.array(mask, type=pa.bool_()))
+            if piece.num_rows:
+                self._pending.append(piece)
+                self._pending_rows += piece.num_rows
+            self._flush(final=group < len(self._group_ends) and stop == self._group_ends[group])
+            start = stop
 
     def _flush(self, final: bool) -> None:
+        """Write full row groups; with `final` (an input row group ended), the rest too."""
         size = self._row_group_rows
         while self._pending_rows >= size or (final and self._pending_rows):
-            rows = pa.concat_tables(self._pending)
-            group = rows.slice(0, min(size, rows.num_rows)).combine_chunks()
+            rows = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
+            group = rows.slice(0, min(size, rows.num_rows))
+            if any(column.num_chunks > 1 for column in group.columns):
+                group = group.combine_chunks()
             self._writer.write_table(group, row_group_size=size)
             rest = rows.slice(group.num_rows)
             self._pending = [rest] if rest.num_rows else []
