@@ -242,3 +242,17 @@ def test_output_bytes_do_not_depend_on_batching_across_many_pages(tmp_path):
         for size in (7_000, 65_536)
     ]
     assert written[0] == written[1]
+
+
+def test_dictionary_encoding_only_for_columns_whose_values_repeat(tmp_path):
+    rows = 3000
+    table = pa.table({
+        "URL": [f"https://example.com/{i}.jpg" for i in range(rows)],
+        "lang": ["en", "de", "fr"] * (rows // 3),
+    })
+    shard = make_shard(tmp_path, table, row_group_size=1000)
+    _, [path] = run_shard(FMT, shard, tmp_path / "out", every_third_removed, ReadOptions(batch_rows=700))
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    assert not group.column(0).has_dictionary_page  # unique URLs: plain
+    assert group.column(1).has_dictionary_page  # three languages: dictionary
+    assert pq.read_table(path).equals(table.filter(pa.array(np.arange(rows) % 3 != 1)))
