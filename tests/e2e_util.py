@@ -39,3 +39,11 @@ def tree_digests(root: Path, exclude: str = "_safeset") -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and exclude not in p.relative_to(root).parts
     }
+
+
+def import_bank(store: Path, name: str, signal_type: str | None, text: str) -> Path:
+    """Write `text` as a bank file beside `store`, import it through the CLI; returns the store."""
+    path = store.parent / f"{name.lower()}-bank.txt"
+    path.write_text(text)
+    safeset("bank", "import", name, path, "--store", store, *(["--type", signal_type] if signal_type else []))
+    return store

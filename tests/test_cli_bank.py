@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e2e_util import run_json, safeset
+from e2e_util import import_bank, run_json, safeset
 
 
 def test_bank_lifecycle_through_the_cli(tmp_path):
@@ -32,10 +32,7 @@ def test_bank_lifecycle_through_the_cli(tmp_path):
 
 
 def test_scan_json_is_the_run_record(tmp_path):
-    store = tmp_path / "store"
-    bank = tmp_path / "a.txt"
-    bank.write_text("example.org\n")
-    safeset("bank", "import", "DOMAINS", bank, "--type", "domain", "--store", store)
+    store = import_bank(tmp_path / "store", "DOMAINS", "domain", "example.org\n")
     data = tmp_path / "data"
     data.mkdir()
     pq.write_table(pa.table({"url": ["https://cdn.example.org/x.jpg", "https://notexample.org/y.jpg"]}), data / "p.parquet")

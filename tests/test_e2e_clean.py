@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from e2e_util import removed_rows, run_json, safeset
+from e2e_util import import_bank, removed_rows, run_json, safeset
 from safeset.demo_data import generate_demo
 
 BANK_NAMES = {
@@ -168,10 +168,7 @@ def test_corrupt_shard_fails_alone_with_exit_3(demo, tmp_path):
 
 
 def test_invalid_digest_values_are_reviewed_not_kept(tmp_path):
-    store = tmp_path / "store"
-    bank = tmp_path / "md5.txt"
-    bank.write_text("0123456789abcdef0123456789abcdef\n")
-    safeset("bank", "import", "IMG", bank, "--type", "md5", "--store", store)
+    store = import_bank(tmp_path / "store", "IMG", "md5", "0123456789abcdef0123456789abcdef\n")
     dataset = tmp_path / "data"
     dataset.mkdir()
     pq.write_table(
@@ -217,10 +214,7 @@ def test_bank_import_reports_rejected_lines(tmp_path):
 
 
 def test_single_file_dataset_may_have_its_output_beside_it(tmp_path):
-    store = tmp_path / "store"
-    bank = tmp_path / "urls.txt"
-    bank.write_text("https://example.org/b.jpg\n")
-    safeset("bank", "import", "LIST", bank, "--type", "url", "--store", store)
+    store = import_bank(tmp_path / "store", "LIST", "url", "https://example.org/b.jpg\n")
     data = tmp_path / "data"
     data.mkdir()
     source = data / "list.csv"
