@@ -3,11 +3,12 @@ no traceback, nothing unchecked passed into the cleaned copy."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 
-from e2e_util import removed_rows, run_json, safeset
+from e2e_util import import_bank, removed_rows, run_json, safeset
 
 
 def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"", **fields) -> None:
@@ -25,13 +26,8 @@ def sample(tar: tarfile.TarFile, key: str, image: bytes, url: str) -> None:
 
 
 def setup_store(tmp_path, digest_of: bytes):
-    import hashlib
-
-    bank = tmp_path / "md5.txt"
-    bank.write_text(hashlib.md5(digest_of).hexdigest() + "\n")
-    store = tmp_path / "store"
-    safeset("bank", "import", "IMAGES", bank, "--type", "md5", "--store", store)
-    return store
+    """A store whose IMAGES bank knows the MD5 of `digest_of`."""
+    return import_bank(tmp_path / "store", "IMAGES", "md5", hashlib.md5(digest_of).hexdigest() + "\n")
 
 
 def test_hostile_tar_member_fails_the_shard_only(tmp_path):
@@ -101,9 +97,7 @@ def test_garbage_files_never_traceback(tmp_path):
     bad_jsonl.mkdir()
     (bad_jsonl / "l.jsonl").write_text('{"url": "https://example.com/a"}\n{not json\n')
     out = tmp_path / "out-j"
-    urls = tmp_path / "urls.txt"
-    urls.write_text("https://example.com/never\n")
-    safeset("bank", "import", "URLS", urls, "--type", "url", "--store", store)
+    import_bank(store, "URLS", "url", "https://example.com/never\n")
     safeset("clean", bad_jsonl, "--out", out, "--store", store, "--bank", "URLS")
     rows = removed_rows(out)
     assert [(r["position"], r["action"]) for r in rows] == [(1, "review")]
