@@ -130,15 +130,7 @@ class Matcher:
             if key not in best or distance < best[key][0]:
                 best[key] = (distance, q)
         return [
-            Evidence(
-                row=row,
-                signal_type=bs.signal_type,
-                value=queries.hashes[q].tobytes().hex(),
-                bank=bs.bank,
-                bank_version=bs.version,
-                entry_id=entry,
-                distance=distance,
-            )
+            self._evidence(bs, row, queries.hashes[q].tobytes().hex(), entry, distance)
             for (row, entry), (distance, q) in sorted(best.items())
         ]
 
@@ -160,7 +152,7 @@ class Matcher:
         ]
 
     @staticmethod
-    def _evidence(bs: BankSignal, row: int, value: str, entry_id) -> Evidence:
+    def _evidence(bs: BankSignal, row: int, value: str, entry_id, distance: int | None = None) -> Evidence:
         return Evidence(
             row=int(row),
             signal_type=bs.signal_type,
@@ -168,4 +160,5 @@ class Matcher:
             bank=bs.bank,
             bank_version=bs.version,
             entry_id=None if entry_id is None else int(entry_id),
+            distance=distance,
         )

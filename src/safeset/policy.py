@@ -133,6 +133,11 @@ class Policy:
     source_text: str = field(default="", compare=False)
 
     @property
+    def has_score_only_rules(self) -> bool:
+        """Whether some rule fires on scores alone, so the policy can act without banks."""
+        return any(not rule.needs_match for rule in self.rules)
+
+    @property
     def score_columns(self) -> list[str]:
         return sorted({s.column for rule in self.rules for s in rule.scores})
 

@@ -128,7 +128,7 @@ def _select_banks(store: BankStore, names: list[str] | None, policy: Policy):
         versions = [store.open_version(name) for name in names]
     else:
         versions = [store.open_version(info.name) for info in store.list_banks()]
-    if not versions and all(rule.needs_match for rule in policy.rules):
+    if not versions and not policy.has_score_only_rules:
         raise ConfigError(
             f"no banks in store {store.root}: import one with `safeset bank import NAME FILE`"
         )
@@ -241,8 +241,8 @@ def _refuse_if_nothing_was_checked(run: dict, bank_versions, policy: Policy) -> 
     """Fail closed: a run in which no selected bank could be matched at all
     (image banks on metadata without digests, say) checked nothing."""
     bank_types = {t for v in bank_versions for t in v.signal_types()}
-    score_rules = any(not rule.needs_match for rule in policy.rules)
-    if bank_types and not score_rules and bank_types <= set(run["unavailable_signals"]) and run["shards"]:
+    nothing_matched = bool(bank_types) and bank_types <= set(run["unavailable_signals"])
+    if nothing_matched and not policy.has_score_only_rules and run["shards"]:
         raise ConfigError(
             f"none of the selected banks could be matched: the dataset has no {', '.join(sorted(bank_types))} "
             "signal, so nothing was checked (choose banks this dataset can be matched against)"
