@@ -7,6 +7,11 @@ Layout under the store root:
       entries.parquet                     entry_id, signal_type, value; sorted by (signal_type, value)
       rejected.jsonl                      every refused input line: line, reason, preview
       index/<signal_type>.*.npy           exact digest index per digest signal type
+  banks/<NAME>/versions/000007/           a layered version (an append to a big bank):
+      manifest.json                       as above, plus "layers": the layers whose union it is
+      layers/000006/entries.parquet       the parent's files, hard-linked (shared, never copied)
+      layers/000006/index/...
+      layers/000007/...                   only the entries this version added, and their indexes
   locks/<NAME>.lock                       flock'd by writers of that bank
   tmp/                                    versions being built, versions being deleted
 
@@ -14,6 +19,11 @@ A version is built under tmp/ and renamed into versions/ in one step, so a
 reader sees all of it or none of it. Version numbers and entry ids are never
 reused within a bank, so a run record naming (bank, version, entry_id) keeps
 meaning what it meant. A kept entry keeps its id from version to version.
+
+Appending to a bank of at least `delta_min_entries` entries writes a layered
+version (see `safeset.banks.layers`): the cost is that of the addition, not of
+the bank, and readers (scan, the service's live index) see the same entries,
+ids and matches as from a full version.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from safeset.banks import layers
 from safeset.banks.contents import (
     DIGEST_RULE,
     build_indexes,
@@ -55,6 +66,9 @@ from safeset.signals import registry
 STORE_ENV_VAR = "SAFESET_STORE"
 DEFAULT_STORE_DIR = "~/.safeset"
 MANIFEST_FORMAT = 1
+LAYERED_MANIFEST_FORMAT = 2
+# Appends to banks at least this big write a layered version instead of a full one.
+DELTA_MIN_ENTRIES = 100_000
 REPORTED_REJECTIONS = 20
 STALE_TMP_SECONDS = 24 * 3600
 _VERSION_DIR = re.compile(r"^\d{6,}$")
@@ -136,8 +150,9 @@ class ImportResult:
 class BankStore:
     """All banks under one root directory (see the module docstring for the layout)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, delta_min_entries: int = DELTA_MIN_ENTRIES):
         self.root = Path(root).expanduser()
+        self.delta_min_entries = delta_min_entries
 
     # --- paths and locking
 
@@ -243,6 +258,11 @@ class BankStore:
                 found.append(self.open_version(name, number).info())
         return found
 
+    def latest_version(self, name: str) -> int | None:
+        """The bank's latest version number, None when there is no such bank (a cheap directory listing)."""
+        numbers = self._version_numbers(normalize_bank_name(name))
+        return numbers[-1] if numbers else None
+
     def open_version(self, name: str, version: int | None = None) -> BankVersion:
         """A version of a bank; None = the latest."""
         name, numbers = self._require_bank(name)
@@ -289,9 +309,13 @@ class BankStore:
             return self._commit(name, staging, collector, source, replace, note)
 
     def add_entries(
-        self, name: str, entries: Iterable[tuple[str, str]], note: str | None = None, *, replace: bool = False
+        self, name: str, entries: Iterable[tuple[str, str]], note: str | None = None, *, replace: bool = False,
+        allow_empty: bool = False,
     ) -> ImportResult:
-        """Add (signal_type, value) pairs as a new version; rejections are numbered by position (1-based)."""
+        """Add (signal_type, value) pairs as a new version; rejections are numbered by position (1-based).
+
+        `replace` with `allow_empty` may write an empty version (the curator API removing a bank's
+        last entry): the bank keeps its numbering, so versions and entry ids are never reused."""
         name = normalize_bank_name(name)
         with self._staging() as staging:
             rejections = RejectionLog(staging / "rejected.jsonl", REPORTED_REJECTIONS)
@@ -302,10 +326,11 @@ class BankStore:
                     collector.add(RawEntry(position, str(signal_type).strip().lower(), str(value), shown))
             finally:
                 rejections.close()
-            return self._commit(name, staging, collector, {"kind": "entries"}, replace, note)
+            return self._commit(name, staging, collector, {"kind": "entries"}, replace, note, allow_empty=allow_empty)
 
     def _commit(
-        self, name: str, staging: Path, collector: EntryCollector, source: dict, replace: bool, note: str | None
+        self, name: str, staging: Path, collector: EntryCollector, source: dict, replace: bool, note: str | None,
+        allow_empty: bool = False,
     ) -> ImportResult:
         rejections = collector.rejections
         new = collector.by_type()
@@ -319,7 +344,7 @@ class BankStore:
             base.update(fields)
             return ImportResult(**base)
 
-        if collector.accepted == 0:
+        if collector.accepted == 0 and not (replace and allow_empty and rejections.count == 0):
             if rejections.count:
                 why = f"all {rejections.count} entries were rejected"
             else:
@@ -330,6 +355,10 @@ class BankStore:
             state = self._state(name)
             numbers = self._version_numbers(name)
             parent = self._load_version(name, numbers[-1]) if numbers else None
+            if parent is not None and not replace and int(parent.manifest["entries"]) >= self.delta_min_entries:
+                layered = self._commit_layered(name, staging, collector, source, note, state, parent, new)
+                if layered is not None:
+                    return layered
             parent_parts = parts_of(parent.entries(), parent.manifest["counts"]) if parent else None
             merged = merge_entries(parent_parts, new, replace, int(state["max_entry_id"]))
             del new, parent_parts
@@ -339,11 +368,12 @@ class BankStore:
                 duplicates=merged.duplicates, already_present=merged.already_present,
                 added=merged.added, removed=merged.removed, counts=counts, entries=merged.entries,
             )
-            if parent is not None and digest == parent.digest:
+            if parent is not None and (digest == parent.digest or merged.added == merged.removed == 0):
                 return outcome(
                     False,
                     f"no change: the content equals version {parent.version} of {name}; no version was created",
-                    version=parent.version, parent_version=parent.version, digest=digest, unchanged=True, **stats,
+                    version=parent.version, parent_version=parent.version, digest=parent.digest, unchanged=True,
+                    **stats,
                 )
             version = int(state["last_version"]) + 1
             manifest = {
@@ -380,6 +410,80 @@ class BankStore:
             f"{name} version {version}: {merged.added} new entries{removed}, {merged.already_present} already "
             f"present, {merged.duplicates} duplicate lines, {rejections.count} rejected",
             version=version, parent_version=manifest["parent_version"], digest=digest, **stats,
+        )
+
+    def _commit_layered(
+        self, name: str, staging: Path, collector: EntryCollector, source: dict, note: str | None,
+        state: dict, parent: BankVersion, new: dict[str, pa.Array],
+    ) -> ImportResult | None:
+        """Append as a layered version (caller holds the lock); None when the layers would all
+        merge, i.e. a full version is due (the caller then writes one)."""
+        rejections = collector.rejections
+        addition = layers.new_entries(parent, new, int(state["max_entry_id"]))
+        parent_layers = parent.layers
+        counts = dict(parent.manifest["counts"])
+        for part in addition.parts:
+            counts[part.signal_type] = counts.get(part.signal_type, 0) + len(part.ids)
+        counts = {t: counts[t] for t in sorted(counts) if counts[t]}
+        stats = dict(
+            accepted=collector.accepted, rejected=rejections.count, rejections=list(rejections.first),
+            source=source, duplicates=addition.duplicates, already_present=addition.already_present,
+            added=addition.added, removed=0, counts=counts, entries=sum(counts.values()),
+        )
+        if addition.added == 0:
+            return ImportResult(
+                bank=name, created=False, version=parent.version, parent_version=parent.version,
+                digest=parent.digest, unchanged=True,
+                message=f"no change: the content equals version {parent.version} of {name}; no version was created",
+                **stats,
+            )
+        merging = layers.layers_to_merge([layer.entries_count for layer in parent_layers], addition.added)
+        if merging == len(parent_layers):
+            return None
+        version = int(state["last_version"]) + 1
+        described = []
+        for layer in parent_layers[: len(parent_layers) - merging]:
+            layer_dir = layers.layer_name(layer, parent.version)
+            layers.link_layer(layer, staging / layer_dir)
+            described.append(layers.layer_description(layer_dir, layer))
+        tail = [layers.layer_parts(layer) for layer in parent_layers[len(parent_layers) - merging :]]
+        merged_tail = layers.union_parts([*tail, addition.parts])
+        tail_dir = f"layers/{version:06d}"
+        index = layers.write_layer(merged_tail, staging / tail_dir)
+        described.append(layers.layer_description(tail_dir, merged_tail, index))
+        digest = layers.chained_digest(parent.digest, addition.parts)
+        manifest = {
+            "manifest_format": LAYERED_MANIFEST_FORMAT,
+            "name": name,
+            "version": version,
+            "created": _utc_now(),
+            "digest": digest,
+            "digest_rule": layers.LAYER_DIGEST_RULE,
+            "parent_version": parent.version,
+            "mode": "append",
+            "note": note,
+            "source": source,
+            "entries": stats["entries"],
+            "counts": counts,
+            "accepted": collector.accepted,
+            "rejected": rejections.count,
+            "duplicates": addition.duplicates,
+            "already_present": addition.already_present,
+            "added": addition.added,
+            "removed": 0,
+            "max_entry_id": addition.max_entry_id,
+            "layers": described,
+        }
+        _write_json(staging / "manifest.json", manifest)
+        self._versions_dir(name).mkdir(parents=True, exist_ok=True)
+        os.rename(staging, self._version_dir(name, version))
+        state.update(last_version=version, max_entry_id=addition.max_entry_id, name=name)
+        _write_json(self._bank_dir(name) / "bank.json", state)
+        return ImportResult(
+            bank=name, created=True, version=version, parent_version=parent.version, digest=digest,
+            message=f"{name} version {version}: {addition.added} new entries, {addition.already_present} already "
+            f"present, {addition.duplicates} duplicate lines, {rejections.count} rejected",
+            **stats,
         )
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
