@@ -1,7 +1,9 @@
 """Run records: the withheld rows of a shard and of a whole run.
 
 `removed.parquet` has one row per withheld sample with the reasons that
-decided it. Schema is fixed so files from different shards concatenate.
+decided it. Schema is fixed so files from different shards concatenate;
+`image_md5` and `image_sha256` (known when the run read or computed them)
+came later, so files without them are read as if they were null.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ REMOVED_SCHEMA = pa.schema(
         ("position", pa.int64()),
         ("url", pa.string()),
         ("url_sha256", pa.string()),
+        ("image_md5", pa.string()),
+        ("image_sha256", pa.string()),
         ("action", pa.string()),
         ("reasons", pa.list_(REASON_TYPE)),
     ]
@@ -72,12 +76,15 @@ class RemovedRowsWriter:
         self._columns: dict[str, list] = {name: [] for name in REMOVED_SCHEMA.names}
         self._pending = 0
 
-    def add(self, *, key, source, position, url, canonical_url, action, reasons) -> None:
+    def add(self, *, key, source, position, url, canonical_url, action, reasons, image_md5=None,
+            image_sha256=None) -> None:
         self._columns["key"].append(key)
         self._columns["source"].append(source)
         self._columns["position"].append(position)
         self._columns["url"].append(url)
         self._columns["url_sha256"].append(url_sha256(canonical_url))
+        self._columns["image_md5"].append(image_md5)
+        self._columns["image_sha256"].append(image_sha256)
         self._columns["action"].append(action)
         self._columns["reasons"].append(reasons)
         self._pending += 1
@@ -118,6 +125,15 @@ def concat_removed(parts: list[Path], out: Path) -> int:
         for part in parts:
             for batch in pq.ParquetFile(part).iter_batches(batch_size=REMOVED_GROUP_ROWS):
                 rows += batch.num_rows
-                writer.write_table(pa.Table.from_batches([batch], schema=REMOVED_SCHEMA))
+                writer.write_table(with_removed_schema(batch))
     publish(tmp, out)
     return rows
+
+
+def with_removed_schema(batch: pa.RecordBatch) -> pa.Table:
+    """A batch of withheld rows in today's schema: columns it lacks (older files) are null."""
+    columns = [
+        batch.column(field.name) if field.name in batch.schema.names else pa.nulls(batch.num_rows, field.type)
+        for field in REMOVED_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=REMOVED_SCHEMA)

@@ -1,8 +1,10 @@
 """scan and clean: one job over every shard of a dataset.
 
 `scan` writes run records only; `clean` also writes the cleaned copy in the
-dataset's own layout. Both account for every row: per shard and in total,
-input_rows = kept_rows + removed_rows + review_rows.
+dataset's own layout; `removals-apply` and `removals-scan` are the same two
+matching a removal list (a `MatchSource`) instead of banks. All account for
+every row: per shard and in total, input_rows = kept_rows + removed_rows +
+review_rows.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from safeset.jobs.shard_task import (
     record_stem,
     shard_record_path,
 )
-from safeset.match import Matcher, logical_columns
+from safeset.match import Matcher, MatchSource, logical_columns
 from safeset.policy import Policy, load_policy
+from safeset.review.negative import NEGATIVE_BANK, is_negative_bank, latest_negative_version, values_of
 from safeset.signals.perceptual import MODES as PDQ_MODES
 
 RECORDS_DIR = "_safeset"
+COMMANDS = {"scan": False, "clean": True, "removals-scan": False, "removals-apply": True}  # -> writes a copy
 COUNT_KEYS = ("input_rows", "kept_rows", "removed_rows", "review_rows")
 EXIT_OK, EXIT_CONFIG, EXIT_FAILED_SHARDS, EXIT_INTERNAL = 0, 2, 3, 1
 
@@ -72,12 +76,12 @@ class NoProgress:
 
 @dataclass
 class JobSpec:
-    command: str  # "scan" | "clean"
+    command: str  # one of COMMANDS
     dataset: Path
     out: Path
-    store_root: Path
+    store_root: Path | None  # None: match no banks, only `sources`
     banks: list[str] | None = None  # None = every bank in the store
-    policy: str | None = None  # preset name or TOML path; None = default preset
+    policy: str | Policy | None = None  # preset name, TOML path or a Policy; None = default preset
     workers: int | None = None
     resume: bool = False
     format: str | None = None
@@ -85,6 +89,11 @@ class JobSpec:
     batch_rows: int | None = None  # None: per format (few images, many metadata rows)
     pdq_mode: str = "fast"  # "fast" (reduced-scale decoding) or "exact" (the reference's bits)
     dihedral: bool = False  # also match the 8 rotations/mirrorings of each image
+    sources: tuple[MatchSource, ...] = ()  # matched besides banks (a removal list's indexes)
+
+    @property
+    def writes_copy(self) -> bool:
+        return COMMANDS.get(self.command, False)
 
 
 @dataclass
@@ -98,13 +107,16 @@ class RunResult:
         return self.records_dir / "report.html"
 
 
-def _worker_setup(store_root: Path, bank_refs: list[tuple[str, int]], policy: Policy, pdq_mode: str,
-                  dihedral: bool) -> WorkerContext:
-    store = BankStore(store_root)
-    versions = [store.open_version(name, version) for name, version in bank_refs]
-    return WorkerContext(
-        matcher=Matcher(versions, pdq_threshold=policy.pdq_threshold), policy=policy, pdq_mode=pdq_mode, dihedral=dihedral
-    )
+def _worker_setup(store_root: Path | None, bank_refs: list[tuple[str, int]], policy: Policy, pdq_mode: str,
+                  dihedral: bool, sources: tuple[MatchSource, ...] = (),
+                  suppressed: dict[str, frozenset] | None = None) -> WorkerContext:
+    versions = []
+    if bank_refs:
+        store = BankStore(store_root)
+        versions = [store.open_version(name, version) for name, version in bank_refs]
+    matcher = Matcher(versions, pdq_threshold=policy.pdq_threshold, sources=tuple(s.open() for s in sources),
+                      suppressed=suppressed)
+    return WorkerContext(matcher=matcher, policy=policy, pdq_mode=pdq_mode, dihedral=dihedral)
 
 
 def _check_paths(spec: JobSpec) -> None:
@@ -117,25 +129,45 @@ def _check_paths(spec: JobSpec) -> None:
             raise ConfigError(f"--out {spec.out} must lie outside the dataset {spec.dataset} (and not contain it)")
     elif out == dataset.parent or out == dataset:
         raise ConfigError(f"--out {spec.out} would overwrite the dataset file {spec.dataset}; choose another directory")
-    if spec.command not in ("scan", "clean"):
+    if spec.command not in COMMANDS:
         raise ConfigError(f"unknown command {spec.command!r}")
     if spec.pdq_mode not in PDQ_MODES:
         raise ConfigError(f"--pdq-mode must be one of {', '.join(PDQ_MODES)}")
 
 
-def _select_banks(store: BankStore, names: list[str] | None, policy: Policy):
-    if names:
-        versions = [store.open_version(name) for name in names]
+def check_spec(spec: JobSpec) -> None:
+    """What `run_job` refuses before any work, for callers that prepare work first."""
+    _check_paths(spec)
+    if (spec.out / RECORDS_DIR).exists() and not spec.resume:
+        raise ConfigError(f"{spec.out} already holds a run; pass --resume to continue it, or choose a new --out")
+
+
+def _select_banks(spec: JobSpec, policy: Policy):
+    if spec.store_root is None:
+        if not spec.sources:
+            raise ConfigError("nothing to match: no bank store and no other source")
+        return []
+    store = BankStore(spec.store_root)
+    if spec.banks:
+        if any(is_negative_bank(name) for name in spec.banks):
+            raise ConfigError(f"{NEGATIVE_BANK} holds reviewers' false positives: it suppresses matches and "
+                              "is never matched against")
+        versions = [store.open_version(name) for name in spec.banks]
     else:
-        versions = [store.open_version(info.name) for info in store.list_banks()]
-    if not versions and not policy.has_score_only_rules:
+        versions = [store.open_version(info.name) for info in store.list_banks() if not is_negative_bank(info.name)]
+    if not versions and not policy.has_score_only_rules and not spec.sources:
         raise ConfigError(
             f"no banks in store {store.root}: import one with `safeset bank import NAME FILE`"
         )
     return versions
 
 
-def _fingerprint(spec: JobSpec, bank_versions, policy: Policy, fmt_name: str) -> str:
+def _negative_bank(spec: JobSpec):
+    """The negative bank version this run applies (reviewers' false positives), or None."""
+    return latest_negative_version(BankStore(spec.store_root)) if spec.store_root is not None else None
+
+
+def _fingerprint(spec: JobSpec, bank_versions, policy: Policy, fmt_name: str, negative=None) -> str:
     material = {
         "command": spec.command,
         "format": fmt_name,
@@ -144,6 +176,10 @@ def _fingerprint(spec: JobSpec, bank_versions, policy: Policy, fmt_name: str) ->
         "columns": [spec.columns.url, spec.columns.caption, spec.columns.key],
         "pdq": [spec.pdq_mode, spec.dihedral],
     }
+    if spec.sources:
+        material["sources"] = [source.describe() for source in spec.sources]
+    if negative is not None:
+        material["negative_bank"] = [negative.version, negative.digest]
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -182,13 +218,13 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
     progress = progress or NoProgress()
     started = time.time()
     _check_paths(spec)
-    policy = load_policy(spec.policy)
+    policy = spec.policy if isinstance(spec.policy, Policy) else load_policy(spec.policy)
     fmt, shards = discover(spec.dataset, spec.format)
     if not shards:
         raise ConfigError(f"no {fmt.name} shards found in {spec.dataset}")
-    store = BankStore(spec.store_root)
-    bank_versions = _select_banks(store, spec.banks, policy)
-    fingerprint = _fingerprint(spec, bank_versions, policy, fmt.name)
+    bank_versions = _select_banks(spec, policy)
+    negative = _negative_bank(spec)
+    fingerprint = _fingerprint(spec, bank_versions, policy, fmt.name, negative)
     records = _prepare_out(spec)
 
     done: dict[str, dict] = {}
@@ -198,9 +234,9 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
             done[shard.relpath] = record
     options = ReadOptions(
         columns=spec.columns,
-        all_columns=spec.command == "clean",
+        all_columns=spec.writes_copy,
         extra_columns=tuple(policy.score_columns),
-        needed=logical_columns(t for v in bank_versions for t in v.signal_types()),
+        needed=logical_columns(_signal_types(bank_versions, spec.sources)),
         batch_rows=spec.batch_rows or default_batch_rows(fmt.name),
         align_batches=spec.batch_rows is None,
     )
@@ -208,7 +244,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
         ShardTask(
             shard=shard,
             format=fmt.name,
-            copy_root=spec.out if spec.command == "clean" else None,
+            copy_root=spec.out if spec.writes_copy else None,
             records_dir=records / "shards",
             read_options=options,
             fingerprint=fingerprint,
@@ -220,7 +256,9 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
     progress.start(len(tasks), None)
     bank_refs = [(v.name, v.version) for v in bank_versions]
     engine = LocalEngine(spec.workers)
-    for task, result in engine.map(_worker_setup, (spec.store_root, bank_refs, policy, spec.pdq_mode, spec.dihedral), process_shard, tasks, progress.advance):
+    setup_args = (spec.store_root, bank_refs, policy, spec.pdq_mode, spec.dihedral, spec.sources,
+                  values_of(negative) if negative is not None else None)
+    for task, result in engine.map(_worker_setup, setup_args, process_shard, tasks, progress.advance):
         if isinstance(result, BaseException):
             failed[task.shard.relpath] = _describe_error(result, records)
         else:
@@ -229,7 +267,11 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
         progress.shard_finished(task.shard.relpath, not isinstance(result, BaseException))
 
     run = _summarise(spec, fmt.name, shards, done, failed, bank_versions, policy, started)
-    _refuse_if_nothing_was_checked(run, bank_versions, policy)
+    run["negative_bank"] = (
+        {"name": negative.name, "version": negative.version, "digest": negative.digest, "entries": negative.manifest["entries"]}
+        if negative is not None else None
+    )
+    _refuse_if_nothing_was_checked(run, _signal_types(bank_versions, spec.sources), policy)
     finished = [s for s in shards if s.relpath in done]
     concat_removed([records / "shards" / f"{record_stem(s)}.removed.parquet" for s in finished], records / "removed.parquet")
     write_json_atomic(run, records / "run.json")
@@ -237,10 +279,14 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> RunResult:
     return RunResult(run=run, exit_code=run["exit_code"], records_dir=records)
 
 
-def _refuse_if_nothing_was_checked(run: dict, bank_versions, policy: Policy) -> None:
+def _signal_types(bank_versions, sources) -> set[str]:
+    """Every signal type the job matches: of the banks, and of other sources."""
+    return {t for v in bank_versions for t in v.signal_types()} | {t for s in sources for t in s.signal_types}
+
+
+def _refuse_if_nothing_was_checked(run: dict, bank_types: set[str], policy: Policy) -> None:
     """Fail closed: a run in which no selected bank could be matched at all
     (image banks on metadata without digests, say) checked nothing."""
-    bank_types = {t for v in bank_versions for t in v.signal_types()}
     nothing_matched = bool(bank_types) and bank_types <= set(run["unavailable_signals"])
     if nothing_matched and not policy.has_score_only_rules and run["shards"]:
         raise ConfigError(
@@ -277,6 +323,7 @@ def _summarise(spec, fmt_name, shards, done, failed, bank_versions, policy, star
         "dataset": {
             "path": str(spec.dataset),
             "format": fmt_name,
+            "columns": {"url": spec.columns.url, "caption": spec.columns.caption, "key": spec.columns.key},
             "shards": [
                 {"relpath": s.relpath, "xxh3_128": done[s.relpath]["xxh3_128"], "bytes": done[s.relpath]["bytes"]}
                 for s in shards
@@ -288,6 +335,7 @@ def _summarise(spec, fmt_name, shards, done, failed, bank_versions, policy, star
             {"name": v.name, "version": v.version, "digest": v.digest, "counts": v.manifest.get("counts", {})}
             for v in bank_versions
         ],
+        "sources": [source.describe() for source in spec.sources],
         "policy": {"name": policy.name, "digest": policy.digest, **policy.to_dict()},
         "counts": totals,
         "conservation_ok": conservation_ok,

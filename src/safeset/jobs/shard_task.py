@@ -24,6 +24,7 @@ from safeset.datasets.writing import flush_to_disk
 from safeset.errors import InputError
 from safeset.evidence import unchecked
 from safeset.jobs.records import RemovedRowsWriter, reason_record, write_json_atomic
+from safeset.jobs.sample_ids import image_digest_hex
 from safeset.match import Matcher
 from safeset.policy import ACTIONS, Policy
 from safeset.signals.rows import RowSignals
@@ -143,6 +144,8 @@ def _record_withheld(removed: RemovedRowsWriter, shard: Shard, batch, signals: R
     if not len(withheld):
         return
     keys = batch.keys_at(withheld)
+    md5s = image_digest_hex(batch, signals.columns, withheld, "md5").to_pylist()
+    sha256s = image_digest_hex(batch, signals.columns, withheld, "sha256").to_pylist()
     for index, row in enumerate(withheld.tolist()):
         url = canonical = None
         if signals.url is not None:
@@ -156,4 +159,6 @@ def _record_withheld(removed: RemovedRowsWriter, shard: Shard, batch, signals: R
             canonical_url=canonical,
             action=ACTIONS[decisions.actions[row]],
             reasons=[reason_record(rule, item) for rule, item in decisions.reasons.get(row, [])],
+            image_md5=md5s[index],
+            image_sha256=sha256s[index],
         )
