@@ -24,6 +24,7 @@ from safeset.db import Database, Migration
 
 COMPONENT = "audit"
 GENESIS = "0" * 64
+ANCHOR_FILE = "audit-head.json"  # in the store directory: every face of one store shares one head
 MIGRATIONS = [
     Migration(
         1,
@@ -89,6 +90,12 @@ class AuditLog:
         self.db = db
         self.anchor_path = Path(anchor_path) if anchor_path is not None else None
         db.migrate(COMPONENT, MIGRATIONS)
+
+    @classmethod
+    def open_store(cls, store_root: Path, db_url: str | None = None) -> "AuditLog":
+        """The audit log of a store: its database (`db_url`, $SAFESET_DB, else SQLite in the store) and head anchor."""
+        store_root = Path(store_root).expanduser()
+        return cls(Database.open(db_url, store_root), anchor_path=store_root / ANCHOR_FILE)
 
     def append(self, actor: str, action: str, details: dict[str, Any] | None = None) -> AuditEntry:
         details_json = _canonical_details(details)

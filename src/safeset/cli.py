@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from safeset.cli_common import JsonOption, StoreOption, console, fail, out, print_run_summary
 from safeset.engine.memory import prefer_reuse_in_arrow
 from safeset.errors import SafesetError
 from safeset.pdq.cli_hash import hash_command
@@ -29,24 +29,11 @@ app = typer.Typer(
 bank_app = typer.Typer(help="Hash and URL banks: import, list, show, export, delete.", no_args_is_help=True)
 app.add_typer(bank_app, name="bank")
 
-console = Console(stderr=True)
-out = Console()
-
-StoreOption = typer.Option(
-    None, "--store", help="Bank store directory [env SAFESET_STORE, default ~/.safeset].", show_default=False
-)
-JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
-
 
 def _store(path: Optional[Path]):
     from safeset.banks.store import BankStore, default_store_root
 
     return BankStore(default_store_root(path))
-
-
-def _fail(exc: SafesetError) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
-    raise typer.Exit(exc.exit_code)
 
 
 class RichProgress:
@@ -112,33 +99,15 @@ def _run(command: str, dataset, out_dir, store, bank, policy, workers, resume, f
         with RichProgress(enabled=not quiet and not as_json and console.is_terminal) as progress:
             result = run_job(spec, progress)
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     run = result.run
     if as_json:
         print(json.dumps(run, indent=2))
     else:
-        _print_summary(run, result)
+        print_run_summary(
+            run, result, f"safeset {run['command']}: {run['dataset']['path']}", lambda signal: f"banks of type {signal!r}"
+        )
     raise typer.Exit(result.exit_code)
-
-
-def _print_summary(run: dict, result) -> None:
-    counts = run["counts"]
-    table = Table(title=f"safeset {run['command']}: {run['dataset']['path']}", show_header=False)
-    table.add_column(justify="left")
-    table.add_column(justify="right")
-    for key in ("input_rows", "kept_rows", "removed_rows", "review_rows"):
-        table.add_row(key.replace("_", " "), f"{counts[key]:,}")
-    table.add_row("shards done / failed", f"{len(run['shards']) - len(run['failed_shards'])} / {len(run['failed_shards'])}")
-    table.add_row("rows/s", f"{run['timings']['rows_per_second'] or 0:,}")
-    out.print(table)
-    for failure in run["failed_shards"]:
-        console.print(f"[red]failed shard[/] {failure['relpath']}: {failure['error']}", highlight=False)
-    for signal in run["unavailable_signals"]:
-        console.print(f"[yellow]warning:[/] banks of type {signal!r} could not be matched: the dataset has no such signal")
-    if not run["conservation_ok"]:
-        console.print("[bold red]conservation check failed[/]: input != kept + removed + review (a bug; please report)")
-    out.print(f"records: {result.records_dir}")
-    out.print(f"report:  {result.report_path}")
 
 
 def _job_command(command: str, help_text: str):
@@ -188,7 +157,7 @@ def bank_import(
     try:
         result = _store(store).import_file(name, file, signal_type=signal_type, fmt=fmt, replace=replace, note=note)
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     data = result.to_dict()
     if as_json:
         print(json.dumps(data, indent=2))
@@ -219,7 +188,7 @@ def bank_list(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -
     try:
         banks = _store(store).list_banks()
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     rows = [b.to_dict() for b in banks]
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -242,7 +211,7 @@ def bank_show(
         bank_version = s.open_version(name, version)
         history = [v.to_dict() for v in s.bank_versions(bank_version.name)]
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     data = {**bank_version.manifest, "versions": history}
     if as_json:
         print(json.dumps(data, indent=2, default=str))
@@ -260,7 +229,7 @@ def bank_export(
     try:
         _store(store).export(name, file, fmt, version=version)
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"wrote {file}")
 
 
@@ -277,11 +246,33 @@ def bank_delete(
     try:
         _store(store).delete(name, version=version)
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"deleted {what}")
 
 
 app.command("hash")(hash_command)
+
+from safeset.cli_serve import audit_app, serve_command, token_app  # noqa: E402 - the service's commands
+
+app.command("serve")(serve_command)
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
+
+from safeset.cli_review import review_app  # noqa: E402 - the review queue
+
+app.add_typer(review_app, name="review")
+
+from safeset.cli_user import user_app  # noqa: E402 - reviewers' accounts for the web UI
+
+app.add_typer(user_app, name="user")
+
+from safeset.cli_lineage import lineage_app  # noqa: E402 - dataset/model lineage and taint tracing
+
+app.add_typer(lineage_app, name="lineage")
+
+from safeset.cli_removals import removals_app  # noqa: E402 - removal lists: publish, diff, apply
+
+app.add_typer(removals_app, name="removals")
 
 
 @app.command("demo")
@@ -294,7 +285,7 @@ def demo(
     try:
         result = run_demo(out_dir, console=out)
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     raise typer.Exit(result)
 
 
@@ -306,7 +297,7 @@ def policy_show(spec: str = typer.Argument("remove-matches", help="Preset name o
     try:
         policy = load_policy(spec)
     except SafesetError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"presets: {', '.join(preset_names())}")
     out.print_json(json.dumps(policy.to_dict()))
 

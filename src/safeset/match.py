@@ -4,21 +4,48 @@ Yields `Evidence` items (row, signal type, value, bank, version, entry id).
 Each bank signal type is matched in the way its registry entry says:
 exact digests through the memory-mapped `DigestIndex`, domains by host
 suffix, terms by Aho-Corasick over normalised captions.
+
+Besides banks, a job can match rows against other sources (a removal
+list's sorted digests, see `safeset.removals`): a `MatchSource` is a
+picklable description sent to every worker, where `open()` gives the
+object that matches batches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from safeset.evidence import Evidence
 from safeset.signals import registry
+from safeset.signals.perceptual import PDQQueries
 from safeset.signals.rows import DIGEST_SIZES, RowSignals
 from safeset.signals.url import domain_suffixes
 
 URL_TYPES = {"url", "url_md5", "url_sha1", "url_sha256", "domain"}
 IMAGE_TYPES = set(DIGEST_SIZES)
+
+
+class OpenMatchSource(Protocol):
+    def match(self, signals: RowSignals, unavailable: set[str]) -> list[Evidence]:
+        """Evidence for the batch; adds to `unavailable` the signal types the batch lacks."""
+        ...
+
+
+class MatchSource(Protocol):
+    """Something rows are matched against besides bank versions."""
+
+    signal_types: tuple[str, ...]  # e.g. ("url_sha256", "md5"): what it reads, for column selection and checks
+
+    def open(self) -> OpenMatchSource:
+        """Called once in each worker (load indexes there, not in the parent)."""
+        ...
+
+    def describe(self) -> dict:
+        """What it is, for run.json and the run's fingerprint (no temporary paths)."""
+        ...
 
 
 def logical_columns(signal_types) -> frozenset[str]:
@@ -44,6 +71,14 @@ class BankSignal:
     probe: object  # DigestIndex | dict[str, int] (domains) | (TermMatcher, dict[str, int]) | PDQBankIndex
 
 
+def _listed_suffix(domains: dict[str, int], host: str) -> str | None:
+    """The host itself or its nearest parent domain that is listed, else None."""
+    for suffix in domain_suffixes(host):
+        if suffix in domains:
+            return suffix
+    return None
+
+
 def _domain_probe(bank_version, signal_type):
     return dict(zip(bank_version.values(signal_type), bank_version.entry_ids(signal_type).tolist()))
 
@@ -57,8 +92,12 @@ def _term_probe(bank_version, signal_type):
 
 
 class Matcher:
-    def __init__(self, bank_versions, pdq_threshold: int = 31):
+    def __init__(self, bank_versions, pdq_threshold: int = 31, sources: tuple[OpenMatchSource, ...] = (),
+                 suppressed: dict[str, frozenset] | None = None):
         self.pdq_threshold = pdq_threshold
+        self.sources = tuple(sources)
+        # The negative bank's values per signal type (reviewers' false positives): evidence with one is dropped.
+        self.suppressed = suppressed or {}
         self.signals: list[BankSignal] = []
         for bank_version in bank_versions:
             for signal_type in bank_version.signal_types():
@@ -79,7 +118,36 @@ class Matcher:
         evidence: list[Evidence] = []
         for bank_signal in self.signals:
             evidence.extend(self._match_one(bank_signal, signals))
+        for source in self.sources:
+            evidence.extend(source.match(signals, self.unavailable))
+        if self.suppressed:
+            evidence = [e for e in evidence if e.value not in self.suppressed.get(e.signal_type, ())]
         return evidence
+
+    # Values given directly rather than computed from rows (the service's lookups
+    # of a hash, a digest or a host): the same bank probes, the same evidence.
+
+    def match_digests(self, signal_type: str, digests: np.ndarray) -> list[Evidence]:
+        """Rows of `digests` ((m, key size) uint8) equal to an entry of a `signal_type` digest bank."""
+        valid = np.ones(len(digests), dtype=bool)
+        return [e for bs in self._of_type(signal_type) for e in self._digest_hits(bs, digests, valid)]
+
+    def match_pdq(self, hashes: np.ndarray) -> list[Evidence]:
+        """Rows of `hashes` ((m, 32) uint8) within `pdq_threshold` of a PDQ entry."""
+        queries = PDQQueries(hashes, np.arange(len(hashes), dtype=np.int64), [])
+        return [e for bs in self._of_type("pdq") for e in self._pdq_query_hits(bs, queries)]
+
+    def match_host(self, host: str) -> list[Evidence]:
+        """Domain entries equal to `host` or to one of its parent domains (row 0)."""
+        evidence = []
+        for bs in self._of_type("domain"):
+            suffix = _listed_suffix(bs.probe, host)
+            if suffix is not None:
+                evidence.append(self._evidence(bs, 0, suffix, bs.probe[suffix]))
+        return evidence
+
+    def _of_type(self, signal_type: str) -> list[BankSignal]:
+        return [bs for bs in self.signals if bs.signal_type == signal_type]
 
     def _match_one(self, bs: BankSignal, signals: RowSignals):
         t = bs.signal_type
@@ -123,6 +191,9 @@ class Matcher:
         if queries is None:
             self.unavailable.add(bs.signal_type)
             return []
+        return self._pdq_query_hits(bs, queries)
+
+    def _pdq_query_hits(self, bs: BankSignal, queries: PDQQueries) -> list[Evidence]:
         query_index, entry_ids, distances = bs.probe.search(queries.hashes, self.pdq_threshold)
         best: dict[tuple[int, int], tuple[int, int]] = {}  # (row, entry) -> (distance, query)
         for q, entry, distance in zip(query_index.tolist(), entry_ids.tolist(), distances.tolist()):
@@ -139,10 +210,9 @@ class Matcher:
         hosts = encoded.dictionary.to_pylist()
         matched = {}
         for code, host in enumerate(hosts):
-            for suffix in domain_suffixes(host):
-                if suffix in bs.probe:
-                    matched[code] = suffix
-                    break
+            suffix = _listed_suffix(bs.probe, host)
+            if suffix is not None:
+                matched[code] = suffix
         if not matched:
             return []
         codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
