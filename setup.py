@@ -1,5 +1,6 @@
 """Builds safeset's small C extensions: `_native` (digests, URL canonical form,
-hex parsing) and `_pdqindex` (the exact Hamming index for PDQ hashes).
+hex parsing), `_pdqindex` (the exact Hamming index for PDQ hashes) and `_pdqfast`
+(PDQ's downsampling and DCT for `fast` hashing).
 
 Everything else is declared in pyproject.toml.
 """
@@ -15,6 +16,11 @@ setup(
         Extension(
             "safeset._pdqindex",
             sources=["src/safeset/native/_pdqindex.c"],
+            extra_compile_args=["-O3", "-std=c99"],
+        ),
+        Extension(
+            "safeset._pdqfast",
+            sources=["src/safeset/native/_pdqfast.c"],
             extra_compile_args=["-O3", "-std=c99"],
         ),
     ]
