@@ -6,10 +6,12 @@
 
 For each bank kind (``uniform``: random hashes; ``clustered``: base hashes with
 near copies, 0-20 bits flipped, and exact duplicates, like transformed copies
-of the same images) it measures, for safeset's index: build, bytes per hash,
+of the same images) it measures, for safeset's index: build time,
 batched queries per second at threshold 31 (half the queries near bank
 hashes, half random), recall against a numpy brute force on a sample of
-queries (at 0, 31 and 64), adding 100k hashes without a rebuild, save and load.
+queries (at 0, 31 and 64), adding 100k hashes without a rebuild, save and
+load, and bytes per hash (everything the index holds: hash blocks, tables,
+tombstones; also split into blocks and tables).
 Then, on the clustered bank, python-threatexchange's ``PDQIndex`` (FAISS
 ``IndexBinaryMultiHash``, one query per call as its API takes them) and the
 FAISS index it wraps called directly with the whole batch, and the ratios.
@@ -102,7 +104,9 @@ def bench_safeset(kind: str, bank: np.ndarray, queries: np.ndarray, args) -> tup
     _, out["build_s"] = timed(index.add, bank)
     out["bytes_per_hash"] = index.nbytes / len(bank)
     out["rss_delta_mb"] = rss_mb() - rss0
-    out["layout"] = [(s.m, s.k, s.w) for s in index._segments]
+    out["layout"] = [(s.m, s.k, s.tables[0].low_bits if s.tables else None) for s in index._segments]
+    out["bytes_per_hash_blocks"] = sum(s.blocks.nbytes for s in index._segments) / len(bank)
+    out["bytes_per_hash_tables"] = sum(t.nbytes for s in index._segments for t in s.tables) / len(bank)
     index.search_arrays(queries[:200], 31)  # warm up
     best = None
     for _ in range(args.repeat):
@@ -134,6 +138,7 @@ def bench_safeset(kind: str, bank: np.ndarray, queries: np.ndarray, args) -> tup
     segments_before = len(index.segment_sizes)
     _, out["add_100k_s"] = timed(index.add, extra_hashes)
     out["segments_after_add"] = index.segment_sizes
+    out["bytes_per_hash_after_add"] = index.nbytes / len(index)
     out["add_rebuilt"] = len(index.segment_sizes) <= segments_before
     (_, ids, _), seconds = timed(index.search_arrays, queries, 31)
     out["qps_31_after_add"] = len(queries) / seconds

@@ -2,25 +2,41 @@
  * safeset._pdqindex: exact Hamming search over 256-bit PDQ hashes, in C.
  *
  * The Python side (safeset/pdq/index.py) owns every array and the layout
- * decisions; this file only builds tables and runs searches, with the GIL
- * released and the query batch split over threads.
+ * decisions; this file only fills tables and runs searches, with the GIL
+ * released and the work split over threads.
  *
  * Multi-index hashing. A segment's hashes are indexed by m tables; table j
- * keys every hash by k contiguous bits starting at bit `start_j` (the
- * partitions are disjoint). If two hashes are within distance r, the bits of
- * the m partitions hold all the differences, so (refined pigeonhole) with
- * r = a*m + b, some partition j <= b differs in at most a bits, or some
- * partition j > b in at most a-1. A query therefore probes every key within
- * a (or a-1) flips of its own key in each table, and verifies each candidate
- * with a popcount over all 256 bits: exact, whatever the data.
+ * keys every hash by k contiguous bits starting at bit `start_j` (the keys
+ * are disjoint). If two hashes are within distance r, the m keys hold at most
+ * r of the differences, so (refined pigeonhole) with r = a*m + b, some key
+ * j <= b differs in at most a bits, or some key j > b in at most a-1. A query
+ * therefore probes every key within a (or a-1) flips of its own key in each
+ * table, and verifies each candidate with a popcount over all 256 bits:
+ * exact, whatever the data.
  *
- * Table layout (compact, so 10M hashes x 11 tables fit in ~35 bytes/hash):
- *   - entries: hashes sorted by key; an entry is a *pair* index (id >> 1,
- *     relative to the segment), since ids 2p and 2p+1 share one 64-byte cache
- *     line; both are verified. Pair indexes are bit-packed, `w` bits each.
- *   - unary directory: for every key in order, one 1 bit per entry, then a 0.
- *     `base[b]` = number of entries with key < 64*b, so block b's bits start
- *     at bit base[b] + 64*b; a key's bucket is found by select-in-word.
+ * Hash blocks. Hashes are stored four to a 128-byte block: the first 64
+ * bytes hold the first halves (bytes 0..15) of the four hashes, the last 64
+ * bytes their second halves. A table entry names a block, not a hash (two
+ * bits fewer per entry), and verifying a candidate block usually reads one
+ * cache line: a hash whose first half is already more than the threshold
+ * away is rejected without its second half.
+ *
+ * Tables (about 23 bits per hash at 10M, for 11 tables and 32-byte hashes
+ * that is < 64 bytes per hash). Table j is the sorted set of values
+ * v = key_j(hash) * nblocks + block, one per distinct (key, block), stored
+ * Elias-Fano style with `low_bits` = L:
+ *   - low:     the low L bits of each value, bit-packed, in order;
+ *   - unary:   for each high part h = v >> L in order, one 1 bit per value
+ *              with that high part, then a 0 (so value i's 1 is at h + i);
+ *   - samples: samples[s] = values with high part < 1024*s (uint32), and
+ *     subs:    subs[g] = values with high part < 64*g, less the straight
+ *              line between the samples around it (int8; -128 when it does
+ *              not fit), so high part H starts at bit
+ *              (values before 64*(H/64)) + 64*(H/64), then H%64 zeros on.
+ *              (One uint32 per 256 high parts costs as much, but the walk
+ *              over ~128 zeros it leaves was the slowest part of a search.)
+ * Key K's candidates are the values in [K*nblocks, (K+1)*nblocks); L is
+ * chosen (fewest bits) so that this range spans one or two high parts.
  *
  * Bit numbering: hash byte i holds bits 8i..8i+7 (bit 8i+t = (byte >> t) & 1).
  * Distances do not depend on it; only keys do, and they are built and
@@ -50,12 +66,26 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define PDQ_X86 1
+#include <immintrin.h>
 #else
 #define PDQ_X86 0
 #endif
 
+/* Instruction sets the hot loop is compiled for (chosen at run time). */
+enum { PLAIN = 0, WITH_POPCNT = 1, WITH_AVX512 = 2 };
+
 #define MAX_TABLES 64
+#ifndef PIPELINE_STEP
 #define PIPELINE_STEP 12
+#endif
+#define BLOCK_HASHES 4
+#define BLOCK_BYTES 128
+#define HALF_BYTES 64
+#define SAMPLE_SHIFT 10 /* one uint32 sample per 1024 high parts */
+#define SUB_SHIFT 6      /* one int8 sub-sample per 64 */
+#define SUBS_PER_SAMPLE (1 << (SAMPLE_SHIFT - SUB_SHIFT))
+#define SUB_ESCAPE (-128) /* a sub-sample too far from the line: walk from the sample */
+#define MAX_LOW_BITS 56
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -77,15 +107,9 @@ ALWAYS_INLINE void store_le64(uint8_t *p, uint64_t v)
     memcpy(p, &v, 8);
 }
 
-ALWAYS_INLINE int distance256(const uint8_t *a, const uint8_t *b)
-{
-    return __builtin_popcountll(load_le64(a) ^ load_le64(b)) +
-           __builtin_popcountll(load_le64(a + 8) ^ load_le64(b + 8)) +
-           __builtin_popcountll(load_le64(a + 16) ^ load_le64(b + 16)) +
-           __builtin_popcountll(load_le64(a + 24) ^ load_le64(b + 24));
-}
+ALWAYS_INLINE int popcount64(uint64_t x) { return __builtin_popcountll(x); }
 
-/* k (<= 32) bits of a hash starting at bit `start`. */
+/* k (<= 32) bits of a 32-byte hash starting at bit `start`. */
 ALWAYS_INLINE uint32_t hash_key(const uint8_t *hash, int start, int k)
 {
     int byte = start >> 3, shift = start & 7;
@@ -100,6 +124,14 @@ ALWAYS_INLINE uint32_t hash_key(const uint8_t *hash, int start, int k)
     return (uint32_t)((v >> shift) & ((k >= 32) ? 0xFFFFFFFFull : ((1ull << k) - 1)));
 }
 
+/* Hash number `local` of a block array, as its 32 plain bytes. */
+ALWAYS_INLINE void load_hash(const uint8_t *blocks, int64_t local, uint8_t out[32])
+{
+    const uint8_t *first = blocks + (local / BLOCK_HASHES) * BLOCK_BYTES + (local % BLOCK_HASHES) * 16;
+    memcpy(out, first, 16);
+    memcpy(out + 16, first + HALF_BYTES, 16);
+}
+
 /* 64 bits of a bit string starting at bit p (bytes padded by >= 16 at the end). */
 ALWAYS_INLINE uint64_t load_bits(const uint8_t *bits, uint64_t p)
 {
@@ -109,11 +141,11 @@ ALWAYS_INLINE uint64_t load_bits(const uint8_t *bits, uint64_t p)
     return word;
 }
 
-/* Bit-packed w-bit value number i. */
-ALWAYS_INLINE uint32_t load_packed(const uint8_t *packed, uint64_t i, int w)
+/* Bit-packed w-bit (w <= MAX_LOW_BITS) value number i. */
+ALWAYS_INLINE uint64_t load_packed(const uint8_t *packed, uint64_t i, int w)
 {
     uint64_t bit = i * (uint64_t)w;
-    return (uint32_t)((load_le64(packed + (bit >> 3)) >> (bit & 7)) & ((1ull << w) - 1));
+    return (load_le64(packed + (bit >> 3)) >> (bit & 7)) & ((1ull << w) - 1);
 }
 
 static uint8_t select_in_byte[256][8];
@@ -142,56 +174,98 @@ ALWAYS_INLINE int select64(uint64_t x, int r)
     return 8 * byte + select_in_byte[(x >> (8 * byte)) & 0xFF][r - before];
 }
 
+#if PDQ_X86
+#define AVX512_TARGET __attribute__((target("popcnt,bmi2,avx512f,avx512bw,avx512vl,avx512vpopcntdq")))
+
+AVX512_TARGET static inline int select64_pdep(uint64_t x, int r)
+{
+    return __builtin_ctzll(_pdep_u64(1ull << r, x));
+}
+
+/* Which of a block line's four first halves lie within `threshold` of the
+ * query's first half: bit 2t for hash t. */
+AVX512_TARGET static inline unsigned near_first_halves(const uint8_t *line, const uint8_t *query, int threshold)
+{
+    __m512i halves = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)query));
+    __m512i counts = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512((const void *)line), halves));
+    __m512i sums = _mm512_add_epi64(counts, _mm512_shuffle_epi32(counts, _MM_PERM_BADC));
+    return (unsigned)_mm512_cmple_epu64_mask(sums, _mm512_set1_epi64(threshold)) & 0x55u;
+}
+#endif
+
 /* ------------------------------------------------------------ structures */
 
 typedef struct {
-    int start;            /* first key bit */
-    const uint32_t *base; /* 2^k/64 + 1 entries */
-    const uint8_t *bits;  /* unary directory */
-    const uint8_t *pos;   /* bit-packed pair indexes */
+    int start;                /* first key bit */
+    int low_bits;             /* L */
+    uint64_t entries;         /* values in the table */
+    uint64_t highs;           /* possible high parts: ((2^k * nblocks - 1) >> L) + 1 */
+    const uint32_t *samples;  /* per 1024 high parts: values before it */
+    const int8_t *subs;       /* per 64 high parts: values before it, less the samples' interpolation */
+    const uint8_t *unary;     /* entries + highs bits, padded */
+    const uint8_t *low;       /* entries * L bits, padded */
 } Table;
 
 typedef struct {
-    const uint8_t *hashes; /* n x 32 bytes, ids id_start .. id_start+n-1 */
-    int64_t id_start, n;
+    const uint8_t *blocks; /* nblocks x 128 bytes, hashes of ids id_start .. id_start+n-1 */
+    int64_t id_start, n, nblocks;
     int flat;              /* scan every hash instead of probing */
-    int m, k, w;
+    int m, k;
     Table tables[MAX_TABLES];
 } Segment;
 
-/* Bucket of `key`: first entry and entry count. */
-ALWAYS_INLINE void find_bucket(const Table *t, uint32_t key, uint64_t entries_before, uint64_t *first,
-                               uint64_t *count)
+/* Values before sub-sample j (of 16) of sample s, as the straight line
+ * between samples s and s+1 predicts them (what subs[] corrects). */
+ALWAYS_INLINE uint64_t interpolated(const uint32_t *samples, uint64_t s, unsigned j)
 {
-    uint32_t block = key >> 6;
-    int zeros_to_skip = (int)(key & 63);
-    uint64_t p = entries_before + ((uint64_t)block << 6);
-    while (zeros_to_skip > 0) {
-        uint64_t zeros = ~load_bits(t->bits, p);
-        int available = __builtin_popcountll(zeros);
-        if (available >= zeros_to_skip) {
-            int at = select64(zeros, zeros_to_skip - 1);
-            entries_before += (uint64_t)(at + 1 - zeros_to_skip);
+    return samples[s] + ((((uint64_t)samples[s + 1] - samples[s]) * j) >> (SAMPLE_SHIFT - SUB_SHIFT));
+}
+
+/* Where high part `high` starts, from the samples alone: the bit, the values
+ * before it, and the zeros still to skip from there (< 64 unless a sub-sample
+ * could not be stored). */
+ALWAYS_INLINE uint64_t sampled_start(const Table *t, uint64_t high, uint64_t *pos, uint64_t *before)
+{
+    uint64_t s = high >> SAMPLE_SHIFT, sub = high >> SUB_SHIFT, from = s << SAMPLE_SHIFT;
+    uint64_t values = t->samples[s];
+    int deviation = t->subs[sub];
+    unsigned j = (unsigned)(sub & (SUBS_PER_SAMPLE - 1));
+    if (j && deviation != SUB_ESCAPE) {
+        values = (uint64_t)((int64_t)interpolated(t->samples, s, j) + deviation);
+        from = sub << SUB_SHIFT;
+    }
+    *before = values;
+    *pos = values + from;
+    return high - from;
+}
+
+/* Move from bit `*pos` (with `*before` ones before it) past `zeros` more
+ * zeros; stops at `limit` (the string's length) whatever the bits say. */
+ALWAYS_INLINE void skip_zeros(const uint8_t *unary, uint64_t limit, uint64_t zeros, uint64_t *pos,
+                              uint64_t *before, int isa)
+{
+    uint64_t p = *pos, ones = *before;
+    while (zeros > 0 && p < limit) {
+        uint64_t z = ~load_bits(unary, p);
+        uint64_t available = (uint64_t)popcount64(z);
+        if (available >= zeros) {
+#if PDQ_X86
+            int at = isa == WITH_AVX512 ? select64_pdep(z, (int)zeros - 1) : select64(z, (int)zeros - 1);
+#else
+            (void)isa;
+            int at = select64(z, (int)zeros - 1);
+#endif
+            ones += (uint64_t)at + 1 - zeros;
             p += (uint64_t)at + 1;
-            zeros_to_skip = 0;
+            zeros = 0;
             break;
         }
-        entries_before += (uint64_t)(64 - available);
-        zeros_to_skip -= available;
+        ones += 64 - available;
+        zeros -= available;
         p += 64;
     }
-    uint64_t run = 0;
-    for (;;) {
-        uint64_t zeros = ~load_bits(t->bits, p);
-        if (zeros) {
-            run += (uint64_t)__builtin_ctzll(zeros);
-            break;
-        }
-        run += 64;
-        p += 64;
-    }
-    *first = entries_before;
-    *count = run;
+    *pos = p;
+    *before = ones;
 }
 
 /* Growable arrays (per worker). */
@@ -217,11 +291,13 @@ typedef struct {
     int32_t distance;
 } Hit;
 
-/* Probes of one query in one segment. */
+/* One probe of one query: a key in one table, then where its values start. */
 typedef struct {
     uint32_t key;
-    uint32_t table;
-    uint64_t first, count; /* the bucket's entries, filled while probing */
+    uint16_t table;
+    uint16_t skip;  /* zeros from the sampled bit to the key's first high part */
+    uint64_t pos;   /* bit of the unary string where the key's first high part starts */
+    uint64_t first; /* values before that bit */
 } Probe;
 
 
@@ -242,7 +318,6 @@ typedef struct {
     int64_t nchunks;
     int64_t *chunk_worker;  /* which worker holds a chunk's hits */
     int64_t *chunk_offset;  /* where, in that worker's hits */
-    Vec *worker_hits;       /* per worker: Hit */
     int failed;
 #if PDQ_THREADS
     pthread_mutex_t lock;
@@ -252,7 +327,7 @@ typedef struct {
 typedef struct {
     SearchJob *job;
     int index;
-    Vec probes, candidates, hits;
+    Vec probes, candidates, near, hits;
 } Worker;
 
 ALWAYS_INLINE int is_removed(const SearchJob *job, int64_t id)
@@ -262,7 +337,7 @@ ALWAYS_INLINE int is_removed(const SearchJob *job, int64_t id)
 }
 
 /* Enumerate keys within `radius` flips of `key` over k bits. */
-static int add_probes(Vec *probes, uint32_t key, int k, int radius, uint32_t table)
+static int add_probes(Vec *probes, uint32_t key, int k, int radius, uint16_t table)
 {
     uint64_t total = 0, combos = 1;
     for (int f = 0; f <= radius && f <= k; f++) {
@@ -312,86 +387,180 @@ static int push_hit(Vec *hits, int64_t id, int distance)
     return 0;
 }
 
-/* Verify a candidate pair: both of its ids that lie in the segment. */
-ALWAYS_INLINE int verify_pair(const SearchJob *job, const Segment *seg, uint64_t pair,
-                              const uint8_t *query, Vec *hits)
+/* The query as four little-endian words: two per half. */
+typedef struct {
+    uint64_t w[4];
+} Query;
+
+ALWAYS_INLINE Query load_query(const uint8_t *query)
 {
-    int64_t first_id = (((seg->id_start >> 1) + (int64_t)pair) << 1);
-    for (int64_t id = first_id; id < first_id + 2; id++) {
-        int64_t local = id - seg->id_start;
-        if (local < 0 || local >= seg->n) continue;
-        int d = distance256(seg->hashes + local * 32, query);
-        if (d <= job->threshold && !is_removed(job, id))
-            if (push_hit(hits, id, d)) return -1;
+    Query q;
+    for (int i = 0; i < 4; i++) q.w[i] = load_le64(query + 8 * i);
+    return q;
+}
+
+/* Whether a candidate block may hold a hash within the threshold: its first
+ * line (the four first halves) alone rules most blocks out. */
+ALWAYS_INLINE int block_is_near(const Segment *seg, uint64_t block, const Query *q, const uint8_t *query,
+                                int threshold, int isa)
+{
+    const uint8_t *first = seg->blocks + block * BLOCK_BYTES;
+#if PDQ_X86 && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+    if (isa == WITH_AVX512) return near_first_halves(first, query, threshold) != 0;
+#else
+    (void)query;
+    (void)isa;
+#endif
+    for (int t = 0; t < BLOCK_HASHES; t++) {
+        const uint8_t *a = first + 16 * t;
+        if (popcount64(load_le64(a) ^ q->w[0]) + popcount64(load_le64(a + 8) ^ q->w[1]) <= threshold) return 1;
     }
     return 0;
 }
 
+/* Every hash of a near block within the threshold, as hits. */
+ALWAYS_INLINE int verify_block(const SearchJob *job, const Segment *seg, uint64_t block, const Query *q, Vec *hits)
+{
+    const uint8_t *first = seg->blocks + block * BLOCK_BYTES;
+    int threshold = job->threshold;
+    for (int t = 0; t < BLOCK_HASHES; t++) {
+        const uint8_t *a = first + 16 * t, *b = a + HALF_BYTES;
+        int d = popcount64(load_le64(a) ^ q->w[0]) + popcount64(load_le64(a + 8) ^ q->w[1]);
+        if (d > threshold) continue;
+        int64_t local = (int64_t)block * BLOCK_HASHES + t;
+        if (local >= seg->n) continue; /* padding of the last block */
+        d += popcount64(load_le64(b) ^ q->w[2]) + popcount64(load_le64(b + 8) ^ q->w[3]);
+        if (d <= threshold && !is_removed(job, seg->id_start + local))
+            if (push_hit(hits, seg->id_start + local, d)) return -1;
+    }
+    return 0;
+}
+
+/* The blocks that one probe names, appended to `out` (their first lines
+ * prefetched): the values in [key * nblocks, (key + 1) * nblocks), whose high
+ * parts first_high..last_high start at bit `pos` (usually two high parts, a
+ * few values: a plain walk over the bits is as fast as anything cleverer). */
+ALWAYS_INLINE int decode_probe(const Segment *seg, const Probe *p, Vec *out)
+{
+    const Table *tb = &seg->tables[p->table];
+    const int L = tb->low_bits;
+    const uint64_t lo = (uint64_t)p->key * (uint64_t)seg->nblocks, hi = lo + (uint64_t)seg->nblocks;
+    const uint64_t last_high = (hi - 1) >> L, limit = tb->entries + tb->highs;
+    uint64_t high = lo >> L, value_index = p->first, pos = p->pos;
+    while (pos < limit) { /* bounded whatever the bits say */
+        uint64_t word = load_bits(tb->unary, pos);
+        for (int bit = 0; bit < 64; bit++) {
+            if ((word >> bit) & 1) {
+                if (value_index >= tb->entries) return 0;
+                uint64_t v = (high << L) | load_packed(tb->low, value_index, L);
+                value_index++;
+                if (v >= hi) return 0;
+                if (v >= lo) {
+                    if (vec_reserve(out, out->len + 1)) return -1;
+                    uint64_t block = v - lo;
+                    PREFETCH(seg->blocks + block * BLOCK_BYTES);
+                    ((uint32_t *)out->data)[out->len++] = (uint32_t)block;
+                }
+            } else if (++high > last_high) {
+                return 0;
+            }
+        }
+        pos += 64;
+    }
+    return 0;
+}
+
+/* Candidates `lag` behind the newest (their first lines fetched by now):
+ * those whose first line shows a close first half go on to `near`, with
+ * their second line prefetched. */
+ALWAYS_INLINE int screen_candidates(Worker *w, const Segment *seg, const Query *q, const uint8_t *query,
+                                    size_t *screened, size_t lag, int isa)
+{
+    const uint32_t *cand = (const uint32_t *)w->candidates.data;
+    for (; *screened + lag < w->candidates.len; (*screened)++) {
+        uint32_t block = cand[*screened];
+        if (!block_is_near(seg, block, q, query, w->job->threshold, isa)) continue;
+        if (vec_reserve(&w->near, w->near.len + 1)) return -1;
+        PREFETCH(seg->blocks + (uint64_t)block * BLOCK_BYTES + HALF_BYTES);
+        ((uint32_t *)w->near.data)[w->near.len++] = block;
+    }
+    return 0;
+}
+
+/* Near blocks `lag` behind the newest (their second lines fetched by now), verified. */
+ALWAYS_INLINE int verify_near(Worker *w, const Segment *seg, const Query *q, Vec *hits, size_t *verified,
+                              size_t lag)
+{
+    const uint32_t *near = (const uint32_t *)w->near.data;
+    for (; *verified + lag < w->near.len; (*verified)++)
+        if (verify_block(w->job, seg, near[*verified], q, hits)) return -1;
+    return 0;
+}
+
 /* One query against one segment's tables. Each probe needs four dependent
- * memory reads (directory block, unary bits, entries, then the candidates'
- * hash lines), so probes run through a software pipeline: in one step, probe
- * i has its directory block prefetched, probe i-D reads it and prefetches
- * its bits, probe i-2D finds its bucket and prefetches the entries, probe
- * i-3D decodes them and prefetches the hash lines, which are verified a few
- * candidates later. Misses from all stages overlap, evenly spread. */
-ALWAYS_INLINE int search_mih(Worker *w, const Segment *seg, const uint8_t *query, Vec *hits)
+ * memory reads (samples, unary bits, low bits, then the candidates' block
+ * lines), so probes run through a software pipeline: in one step, probe i
+ * has its samples prefetched, probe i-D reads them and prefetches its bits
+ * (and, by estimate, its low bits), probe i-2D finds where its values start,
+ * probe i-3D decodes them and prefetches the block lines, which are verified
+ * a few candidates later. Misses from all stages overlap, evenly spread. */
+ALWAYS_INLINE int search_mih(Worker *w, const Segment *seg, const uint8_t *query, Vec *hits, int isa)
 {
     const SearchJob *job = w->job;
     int m = seg->m, k = seg->k, r = job->threshold;
     int a = r / m, b = r % m;
+    const uint64_t nblocks = (uint64_t)seg->nblocks;
+    const Query q = load_query(query);
     w->probes.len = 0;
     for (int j = 0; j < m; j++) {
         int radius = (j <= b) ? a : a - 1;
         if (radius < 0) continue;
         uint32_t key = hash_key(query, seg->tables[j].start, k);
-        if (add_probes(&w->probes, key, k, radius, (uint32_t)j)) return -1;
+        if (add_probes(&w->probes, key, k, radius, (uint16_t)j)) return -1;
     }
     const size_t D = PIPELINE_STEP, lag = 2 * PIPELINE_STEP;
     size_t np = w->probes.len;
     Probe *probes = (Probe *)w->probes.data;
-    const uint8_t *line0 = seg->hashes - ((seg->id_start & 1) ? 32 : 0);
-    size_t verified = 0, decoded = 0;
+    size_t screened = 0, verified = 0;
     w->candidates.len = 0;
+    w->near.len = 0;
     for (size_t i = 0; i < np + 3 * D; i++) {
-        if (i < np) PREFETCH(seg->tables[probes[i].table].base + (probes[i].key >> 6));
+        if (i < np) {
+            const Table *tb = &seg->tables[probes[i].table];
+            uint64_t high = ((uint64_t)probes[i].key * nblocks) >> tb->low_bits;
+            PREFETCH(tb->samples + (high >> SAMPLE_SHIFT));
+            PREFETCH(tb->subs + (high >> SUB_SHIFT));
+        }
         if (i >= D && i - D < np) {
             Probe *p = &probes[i - D];
             const Table *tb = &seg->tables[p->table];
-            uint32_t block = p->key >> 6;
-            p->first = tb->base[block];
-            uint64_t bit = p->first + ((uint64_t)block << 6);
-            PREFETCH(tb->bits + (bit >> 3));
-            PREFETCH(tb->bits + (bit >> 3) + 24);
+            uint64_t high = ((uint64_t)p->key * nblocks) >> tb->low_bits;
+            p->skip = (uint16_t)sampled_start(tb, high, &p->pos, &p->first);
+            PREFETCH(tb->unary + (p->pos >> 3));
+            PREFETCH(tb->unary + (p->pos >> 3) + 24);
+            /* Its values' low bits too, where the table's density puts them: a
+             * stage before their exact place is known, since they are the
+             * slowest read (measured: ~15% more queries/s). */
+            uint64_t s = high >> SAMPLE_SHIFT;
+            uint64_t guess = p->first + ((((uint64_t)tb->samples[s + 1] - tb->samples[s]) * p->skip) >> SAMPLE_SHIFT);
+            uintptr_t at = (uintptr_t)tb->low + (uintptr_t)((guess * (uint64_t)tb->low_bits) >> 3);
+            PREFETCH(at - 16);
+            PREFETCH(at + 16);
         }
         if (i >= 2 * D && i - 2 * D < np) {
             Probe *p = &probes[i - 2 * D];
             const Table *tb = &seg->tables[p->table];
-            find_bucket(tb, p->key, p->first, &p->first, &p->count);
-            if (p->count) PREFETCH(tb->pos + ((p->first * (uint64_t)seg->w) >> 3));
+            skip_zeros(tb->unary, tb->entries + tb->highs, p->skip, &p->pos, &p->first, isa);
+            PREFETCH(tb->low + ((p->first * (uint64_t)tb->low_bits) >> 3));
         }
         if (i >= 3 * D) {
-            const Probe *p = &probes[i - 3 * D];
-            if (p->count) {
-                if (vec_reserve(&w->candidates, decoded + p->count)) return -1;
-                uint32_t *out = (uint32_t *)w->candidates.data + decoded;
-                const uint8_t *pos = seg->tables[p->table].pos;
-                for (uint64_t e = 0; e < p->count; e++) {
-                    uint32_t pair = load_packed(pos, p->first + e, seg->w);
-                    PREFETCH(line0 + (size_t)pair * 64);
-                    out[e] = pair;
-                }
-                decoded += p->count;
-                w->candidates.len = decoded;
-            }
-            const uint32_t *cand = (const uint32_t *)w->candidates.data;
-            for (; verified + lag < decoded; verified++)
-                if (verify_pair(job, seg, cand[verified], query, hits)) return -1;
+            if (i - 3 * D < np && decode_probe(seg, &probes[i - 3 * D], &w->candidates)) return -1;
+            if (screen_candidates(w, seg, &q, query, &screened, lag, isa)) return -1;
+            if (verify_near(w, seg, &q, hits, &verified, lag)) return -1;
         }
     }
-    const uint32_t *cand = (const uint32_t *)w->candidates.data;
-    for (; verified < decoded; verified++)
-        if (verify_pair(job, seg, cand[verified], query, hits)) return -1;
-    return 0;
+    if (screen_candidates(w, seg, &q, query, &screened, 0, isa)) return -1;
+    return verify_near(w, seg, &q, hits, &verified, 0);
 }
 
 static int compare_hits(const void *pa, const void *pb)
@@ -401,9 +570,35 @@ static int compare_hits(const void *pa, const void *pb)
     return (a->id > b->id) - (a->id < b->id);
 }
 
-#define FLAT_BLOCK 2048
+#define FLAT_BLOCKS 512 /* 64 KiB of hashes at a time, against every query of a chunk */
 
-ALWAYS_INLINE int run_chunk_impl(Worker *w, int64_t q0, int64_t q1)
+/* Every hash of a segment against the chunk's queries. */
+ALWAYS_INLINE int scan_segment(const SearchJob *job, const Segment *seg, int64_t q0, int64_t nq, Vec *per_query)
+{
+    const int threshold = job->threshold;
+    for (int64_t start = 0; start < seg->nblocks; start += FLAT_BLOCKS) {
+        int64_t end = start + FLAT_BLOCKS < seg->nblocks ? start + FLAT_BLOCKS : seg->nblocks;
+        for (int64_t i = 0; i < nq; i++) {
+            const Query q = load_query(job->queries + (q0 + i) * 32);
+            for (int64_t block = start; block < end; block++) {
+                const uint8_t *first = seg->blocks + block * BLOCK_BYTES;
+                for (int t = 0; t < BLOCK_HASHES; t++) {
+                    const uint8_t *a = first + 16 * t, *b = a + HALF_BYTES;
+                    int d = popcount64(load_le64(a) ^ q.w[0]) + popcount64(load_le64(a + 8) ^ q.w[1]) +
+                            popcount64(load_le64(b) ^ q.w[2]) + popcount64(load_le64(b + 8) ^ q.w[3]);
+                    if (d > threshold) continue;
+                    int64_t local = block * BLOCK_HASHES + t;
+                    if (local >= seg->n) continue;
+                    int64_t id = seg->id_start + local;
+                    if (!is_removed(job, id) && push_hit(&per_query[i], id, d)) return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+ALWAYS_INLINE int run_chunk_impl(Worker *w, int64_t q0, int64_t q1, int isa)
 {
     SearchJob *job = w->job;
     int64_t nq = q1 - q0;
@@ -416,25 +611,10 @@ ALWAYS_INLINE int run_chunk_impl(Worker *w, int64_t q0, int64_t q1)
         const Segment *seg = &job->segments[s];
         if (seg->n == 0) continue;
         if (seg->flat) {
-            for (int64_t start = 0; start < seg->n && !rc; start += FLAT_BLOCK) {
-                int64_t end = start + FLAT_BLOCK < seg->n ? start + FLAT_BLOCK : seg->n;
-                for (int64_t i = 0; i < nq && !rc; i++) {
-                    const uint8_t *query = job->queries + (q0 + i) * 32;
-                    for (int64_t local = start; local < end; local++) {
-                        int d = distance256(seg->hashes + local * 32, query);
-                        if (d <= job->threshold) {
-                            int64_t id = seg->id_start + local;
-                            if (!is_removed(job, id) && push_hit(&per_query[i], id, d)) {
-                                rc = -1;
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+            rc = scan_segment(job, seg, q0, nq, per_query);
         } else {
             for (int64_t i = 0; i < nq && !rc; i++)
-                rc = search_mih(w, seg, job->queries + (q0 + i) * 32, &per_query[i]);
+                rc = search_mih(w, seg, job->queries + (q0 + i) * 32, &per_query[i], isa);
         }
     }
     for (int64_t i = 0; i < nq && !rc; i++) {
@@ -456,13 +636,18 @@ ALWAYS_INLINE int run_chunk_impl(Worker *w, int64_t q0, int64_t q1)
     return rc;
 }
 
-/* The hot loop twice: with the POPCNT instruction where the CPU has it
- * (chosen at run time, so the module still runs on any x86-64), and plain. */
-static int run_chunk_plain(Worker *w, int64_t q0, int64_t q1) { return run_chunk_impl(w, q0, q1); }
+/* The hot loop three times: plain, with the POPCNT instruction, and with
+ * AVX-512 (popcounts of a whole block line at once) and BMI2 where the CPU
+ * has them, chosen at run time so the module still runs on any x86-64. */
+static int run_chunk_plain(Worker *w, int64_t q0, int64_t q1) { return run_chunk_impl(w, q0, q1, PLAIN); }
 #if PDQ_X86
 __attribute__((target("popcnt"))) static int run_chunk_popcnt(Worker *w, int64_t q0, int64_t q1)
 {
-    return run_chunk_impl(w, q0, q1);
+    return run_chunk_impl(w, q0, q1, WITH_POPCNT);
+}
+AVX512_TARGET static int run_chunk_avx512(Worker *w, int64_t q0, int64_t q1)
+{
+    return run_chunk_impl(w, q0, q1, WITH_AVX512);
 }
 #endif
 static int (*run_chunk)(Worker *, int64_t, int64_t) = run_chunk_plain;
@@ -498,14 +683,14 @@ static void *search_worker(void *arg)
     return NULL;
 }
 
-/* Python glue: parse the segment descriptions, holding buffer views. */
+/* ------------------------------------------------------------ Python glue */
 
 typedef struct {
     Py_buffer *views;
     int n, cap;
 } Views;
 
-static const void *take_buffer(Views *views, PyObject *obj, Py_ssize_t min_len, const char *what)
+static Py_buffer *take_view(Views *views, PyObject *obj, Py_ssize_t min_len, int writable, const char *what)
 {
     if (views->n == views->cap) {
         int cap = views->cap ? views->cap * 2 : 64;
@@ -518,13 +703,19 @@ static const void *take_buffer(Views *views, PyObject *obj, Py_ssize_t min_len, 
         views->cap = cap;
     }
     Py_buffer *view = &views->views[views->n];
-    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(obj, view, writable ? (PyBUF_SIMPLE | PyBUF_WRITABLE) : PyBUF_SIMPLE) < 0) return NULL;
     views->n++;
     if (view->len < min_len) {
         PyErr_Format(PyExc_ValueError, "%s: buffer of %zd bytes, need %zd", what, view->len, min_len);
         return NULL;
     }
-    return view->buf;
+    return view;
+}
+
+static const void *take_buffer(Views *views, PyObject *obj, Py_ssize_t min_len, const char *what)
+{
+    Py_buffer *view = take_view(views, obj, min_len, 0, what);
+    return view ? view->buf : NULL;
 }
 
 static void release_views(Views *views)
@@ -533,23 +724,51 @@ static void release_views(Views *views)
     free(views->views);
 }
 
-/* Segment tuple: (hashes, id_start, n, flat, k, w, starts, tables), tables a
- * sequence of (base, bits, pos) buffers (ignored when flat). */
+/* Sizes every table array must have (the Python side allocates them alike). */
+static uint64_t table_highs(int k, int64_t nblocks, int low_bits)
+{
+    uint64_t universe = ((uint64_t)1 << k) * (uint64_t)nblocks;
+    return universe ? ((universe - 1) >> low_bits) + 1 : 0;
+}
+static Py_ssize_t samples_len(uint64_t highs) { return (Py_ssize_t)((highs >> SAMPLE_SHIFT) + 2); }
+static Py_ssize_t subs_len(uint64_t highs) { return (Py_ssize_t)((highs >> SUB_SHIFT) + 2); }
+static Py_ssize_t unary_bytes(uint64_t entries, uint64_t highs) { return (Py_ssize_t)((entries + highs + 7) / 8 + 16); }
+static Py_ssize_t low_bytes(uint64_t entries, int low_bits) { return (Py_ssize_t)((entries * (uint64_t)low_bits + 7) / 8 + 8); }
+
+static int check_layout(int k, int low_bits, int64_t n)
+{
+    if (k < 6 || k > 32 || low_bits < 0 || low_bits > MAX_LOW_BITS || n < 0 || n > (int64_t)0xFFFFFFFF) {
+        PyErr_SetString(PyExc_ValueError, "bad table layout (need 6 <= k <= 32, 0 <= low_bits <= 56, n < 2^32)");
+        return -1;
+    }
+    int64_t nblocks = (n + BLOCK_HASHES - 1) / BLOCK_HASHES;
+    if (table_highs(k, nblocks, low_bits) > ((uint64_t)1 << 40)) {
+        PyErr_SetString(PyExc_ValueError, "table too large for its low bits");
+        return -1;
+    }
+    return 0;
+}
+
+/* Segment tuple: (blocks, id_start, n, flat, k, starts, tables), tables a
+ * sequence of (low_bits, entries, samples, subs, unary, low) (ignored when flat). */
 static int parse_segment(PyObject *tuple, Segment *seg, Views *views)
 {
-    PyObject *hashes, *starts, *tables;
+    PyObject *blocks, *starts, *tables;
     long long id_start, n;
-    int flat, k, w;
-    if (!PyArg_ParseTuple(tuple, "OLLpiiOO", &hashes, &id_start, &n, &flat, &k, &w, &starts, &tables))
-        return -1;
+    int flat, k;
+    if (!PyArg_ParseTuple(tuple, "OLLpiOO", &blocks, &id_start, &n, &flat, &k, &starts, &tables)) return -1;
     memset(seg, 0, sizeof(*seg));
-    seg->hashes = take_buffer(views, hashes, (Py_ssize_t)n * 32, "hashes");
-    if (!seg->hashes) return -1;
+    if (n < 0 || id_start < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad segment");
+        return -1;
+    }
+    seg->nblocks = (n + BLOCK_HASHES - 1) / BLOCK_HASHES;
+    seg->blocks = take_buffer(views, blocks, (Py_ssize_t)seg->nblocks * BLOCK_BYTES, "hash blocks");
+    if (!seg->blocks) return -1;
     seg->id_start = id_start;
     seg->n = n;
     seg->flat = flat;
     seg->k = k;
-    seg->w = w;
     if (flat) return 0;
     PyObject *starts_seq = PySequence_Fast(starts, "starts must be a sequence");
     if (!starts_seq) return -1;
@@ -560,8 +779,7 @@ static int parse_segment(PyObject *tuple, Segment *seg, Views *views)
     }
     int rc = -1;
     Py_ssize_t m = PySequence_Fast_GET_SIZE(starts_seq);
-    if (m < 1 || m > MAX_TABLES || m != PySequence_Fast_GET_SIZE(tables_seq) || k < 6 || k > 32 ||
-        w < 1 || w > 32) {
+    if (m < 1 || m > MAX_TABLES || m != PySequence_Fast_GET_SIZE(tables_seq)) {
         PyErr_SetString(PyExc_ValueError, "bad segment layout");
         goto done;
     }
@@ -573,18 +791,30 @@ static int parse_segment(PyObject *tuple, Segment *seg, Views *views)
             PyErr_SetString(PyExc_ValueError, "key bits outside the hash");
             goto done;
         }
-        PyObject *base, *bits, *pos;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(tables_seq, j), "OOO", &base, &bits, &pos)) goto done;
+        PyObject *samples, *subs, *unary, *low;
+        int low_bits;
+        long long entries;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(tables_seq, j), "iLOOOO", &low_bits, &entries, &samples, &subs,
+                              &unary, &low))
+            goto done;
+        if (check_layout(k, low_bits, n)) goto done;
+        if (entries < 0 || entries > n) {
+            PyErr_SetString(PyExc_ValueError, "more table entries than hashes");
+            goto done;
+        }
         Table *t = &seg->tables[j];
         t->start = (int)start;
-        Py_ssize_t blocks = ((Py_ssize_t)1 << k) / 64 + 1;
-        t->base = take_buffer(views, base, blocks * 4, "directory");
-        if (!t->base) goto done;
-        Py_ssize_t entries = (Py_ssize_t)t->base[blocks - 1];
-        t->bits = take_buffer(views, bits, (entries + ((Py_ssize_t)1 << k)) / 8 + 16, "unary bits");
-        if (!t->bits) goto done;
-        t->pos = take_buffer(views, pos, (entries * w) / 8 + 8, "entries");
-        if (!t->pos) goto done;
+        t->low_bits = low_bits;
+        t->entries = (uint64_t)entries;
+        t->highs = table_highs(k, seg->nblocks, low_bits);
+        t->samples = take_buffer(views, samples, samples_len(t->highs) * 4, "samples");
+        if (!t->samples) goto done;
+        t->subs = take_buffer(views, subs, subs_len(t->highs), "sub-samples");
+        if (!t->subs) goto done;
+        t->unary = take_buffer(views, unary, unary_bytes(t->entries, t->highs), "unary bits");
+        if (!t->unary) goto done;
+        t->low = take_buffer(views, low, low_bytes(t->entries, low_bits), "low bits");
+        if (!t->low) goto done;
     }
     rc = 0;
 done:
@@ -630,36 +860,22 @@ static PyObject *py_search(PyObject *self, PyObject *args)
         if (!seg->flat && threshold / seg->m > seg->k) seg->flat = 1;
     }
 
-    Py_buffer qview;
-    if (PyObject_GetBuffer(queries_obj, &qview, PyBUF_SIMPLE) < 0) goto out;
-    if (qview.len % 32) {
-        PyBuffer_Release(&qview);
+    Py_buffer *qview = take_view(&views, queries_obj, 0, 0, "queries");
+    if (!qview) goto out;
+    if (qview->len % 32) {
         PyErr_SetString(PyExc_ValueError, "queries must be a multiple of 32 bytes");
         goto out;
     }
-    /* keep the view alive with the others */
-    if (views.n == views.cap) {
-        Py_buffer *grown = realloc(views.views, (size_t)(views.cap + 8) * sizeof(Py_buffer));
-        if (!grown) {
-            PyBuffer_Release(&qview);
-            PyErr_NoMemory();
-            goto out;
-        }
-        views.views = grown;
-        views.cap += 8;
-    }
-    views.views[views.n++] = qview;
-
     job.segments = segments;
     job.nseg = (int)nseg;
-    job.queries = qview.buf;
-    job.nq = qview.len / 32;
+    job.queries = qview->buf;
+    job.nq = qview->len / 32;
     job.threshold = threshold;
     if (removed_obj != Py_None) {
-        const uint8_t *removed = take_buffer(&views, removed_obj, 0, "removed");
+        Py_buffer *removed = take_view(&views, removed_obj, 0, 0, "removed");
         if (!removed) goto out;
-        job.removed = removed;
-        job.removed_bits = (int64_t)views.views[views.n - 1].len * 8;
+        job.removed = removed->buf;
+        job.removed_bits = (int64_t)removed->len * 8;
     }
     job.chunk = 32;
     job.nchunks = (job.nq + job.chunk - 1) / job.chunk;
@@ -677,6 +893,7 @@ static PyObject *py_search(PyObject *self, PyObject *args)
         workers[i].index = i;
         workers[i].probes.item = sizeof(Probe);
         workers[i].candidates.item = sizeof(uint32_t);
+        workers[i].near.item = sizeof(uint32_t);
         workers[i].hits.item = sizeof(Hit);
     }
 
@@ -735,6 +952,7 @@ out:
         for (int i = 0; i < nthreads; i++) {
             free(workers[i].probes.data);
             free(workers[i].candidates.data);
+            free(workers[i].near.data);
             free(workers[i].hits.data);
         }
         free(workers);
@@ -752,78 +970,109 @@ out:
 
 typedef struct {
     /* inputs */
-    const uint8_t *hashes;
-    int64_t id_start, n;
+    const uint8_t *blocks;
+    int64_t id_start, n, nblocks;
     const uint8_t *removed;
     int64_t removed_bits;
-    int k, w, start;
-    /* outputs (allocated by the caller, zeroed) */
-    uint32_t *base;
-    uint8_t *bits;
-    uint8_t *pos;
+    int k, low_bits, start;
+    uint64_t highs, capacity; /* capacity: values the output arrays can hold */
+    /* outputs (allocated by the caller; zeroed here) */
+    uint32_t *samples;
+    int8_t *subs;
+    uint8_t *unary, *low;
+    Py_ssize_t samples_bytes, subs_len, unary_len, low_len;
     int64_t entries;
     int failed;
 } BuildTask;
 
+ALWAYS_INLINE int build_skips(const BuildTask *t, int64_t local)
+{
+    int64_t id = t->id_start + local;
+    return t->removed && id < t->removed_bits && ((t->removed[id >> 3] >> (id & 7)) & 1);
+}
+
 static void build_table(BuildTask *t)
 {
+    memset(t->samples, 0, (size_t)t->samples_bytes);
+    memset(t->subs, 0, (size_t)t->subs_len);
+    memset(t->unary, 0, (size_t)t->unary_len);
+    memset(t->low, 0, (size_t)t->low_len);
     int64_t nkeys = (int64_t)1 << t->k;
     uint32_t *keys = malloc((size_t)(t->n ? t->n : 1) * sizeof(uint32_t));
     uint32_t *fill = calloc((size_t)nkeys + 1, sizeof(uint32_t));
     uint32_t *sorted = malloc((size_t)(t->n ? t->n : 1) * sizeof(uint32_t));
-    if (!keys || !fill || !sorted) {
+    uint32_t *before_sub = malloc((size_t)t->subs_len * sizeof(uint32_t)); /* values before each 64 high parts */
+    if (!keys || !fill || !sorted || !before_sub) {
         t->failed = 1;
         goto done;
     }
-    const uint32_t skip = 0xFFFFFFFFu;
     for (int64_t i = 0; i < t->n; i++) {
-        int64_t id = t->id_start + i;
-        if (t->removed && id < t->removed_bits && ((t->removed[id >> 3] >> (id & 7)) & 1)) {
-            keys[i] = skip;
-            continue;
-        }
-        keys[i] = hash_key(t->hashes + i * 32, t->start, t->k);
+        uint8_t hash[32];
+        load_hash(t->blocks, i, hash);
+        keys[i] = hash_key(hash, t->start, t->k);
     }
     /* Counting sort; the counts are random accesses, so fetch them ahead. */
     const int64_t ahead = 16;
     for (int64_t i = 0; i < t->n; i++) {
-        if (i + ahead < t->n && keys[i + ahead] != skip) PREFETCH(&fill[keys[i + ahead] + 1]);
-        if (keys[i] != skip) fill[keys[i] + 1]++;
+        if (i + ahead < t->n) PREFETCH(&fill[keys[i + ahead] + 1]);
+        if (!build_skips(t, i)) fill[keys[i] + 1]++;
     }
     for (int64_t key = 0; key < nkeys; key++) fill[key + 1] += fill[key];
-    /* Stable: within a key, ids ascend, so pair mates are adjacent. */
-    int64_t pair0 = t->id_start >> 1;
+    /* Stable: within a key, blocks ascend, so a block's repeats are adjacent. */
     for (int64_t i = 0; i < t->n; i++) {
-        if (i + ahead < t->n && keys[i + ahead] != skip) PREFETCH(&fill[keys[i + ahead]]);
-        if (keys[i] != skip) sorted[fill[keys[i]]++] = (uint32_t)(((t->id_start + i) >> 1) - pair0);
+        if (i + ahead < t->n) PREFETCH(&fill[keys[i + ahead]]);
+        if (!build_skips(t, i)) sorted[fill[keys[i]]++] = (uint32_t)(i / BLOCK_HASHES);
     }
-    /* fill[key] is now the end of bucket key; walk buckets, dropping repeated pairs. */
-    int64_t written = 0, in = 0;
-    uint64_t bit = 0;
+    /* fill[key] is now the end of bucket key: walk keys in order, one value per
+     * distinct (key, block), values ascending. */
+    const int L = t->low_bits;
+    const uint64_t low_mask = L ? ((1ull << L) - 1) : 0;
+    int64_t entries = 0, in = 0, sub = 0;
     for (int64_t key = 0; key < nkeys; key++) {
-        if ((key & 63) == 0) t->base[key >> 6] = (uint32_t)written;
         int64_t end = fill[key];
-        int64_t bucket_start = written;
+        int64_t previous = -1;
         for (; in < end; in++) {
-            if (written > bucket_start && sorted[written - 1] == sorted[in]) continue;
-            sorted[written++] = sorted[in];
+            if ((int64_t)sorted[in] == previous) continue;
+            previous = sorted[in];
+            if ((uint64_t)entries >= t->capacity) {
+                t->failed = 2;
+                goto done;
+            }
+            uint64_t v = (uint64_t)key * (uint64_t)t->nblocks + (uint64_t)sorted[in];
+            uint64_t high = v >> L;
+            while (((uint64_t)sub << SUB_SHIFT) <= high) before_sub[sub++] = (uint32_t)entries;
+            uint64_t bit = high + (uint64_t)entries;
+            t->unary[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+            if (L) {
+                uint64_t at = (uint64_t)entries * (uint64_t)L;
+                uint8_t *p = t->low + (at >> 3);
+                store_le64(p, load_le64(p) | ((v & low_mask) << (at & 7)));
+            }
+            entries++;
         }
-        int64_t run = written - bucket_start;
-        /* run ones then a zero */
-        for (int64_t r = 0; r < run; r++, bit++) t->bits[bit >> 3] |= (uint8_t)(1u << (bit & 7));
-        bit++;
     }
-    t->base[nkeys >> 6] = (uint32_t)written;
-    for (int64_t e = 0; e < written; e++) {
-        uint64_t at = (uint64_t)e * (uint64_t)t->w;
-        uint8_t *p = t->pos + (at >> 3);
-        store_le64(p, load_le64(p) | ((uint64_t)sorted[e] << (at & 7)));
+    while (sub < t->subs_len) before_sub[sub++] = (uint32_t)entries;
+    t->entries = entries;
+    /* Samples every 1024 high parts; between them, every 64, the difference
+     * from the straight line between the two samples around it, in one
+     * signed byte (a bridge: the difference is largest mid-way, and even
+     * crowded clusters of copies rarely push it past a byte). */
+    int64_t nsamples = (int64_t)(t->samples_bytes / 4);
+    for (int64_t c = 0; c < nsamples; c++) {
+        int64_t at = c << (SAMPLE_SHIFT - SUB_SHIFT);
+        t->samples[c] = at < t->subs_len ? before_sub[at] : (uint32_t)entries;
     }
-    t->entries = written;
+    for (int64_t g = 0; g < t->subs_len; g++) {
+        unsigned j = (unsigned)(g & (SUBS_PER_SAMPLE - 1));
+        if (!j) continue;
+        int64_t deviation = (int64_t)before_sub[g] - (int64_t)interpolated(t->samples, (uint64_t)g >> (SAMPLE_SHIFT - SUB_SHIFT), j);
+        t->subs[g] = (deviation > 127 || deviation <= SUB_ESCAPE) ? (int8_t)SUB_ESCAPE : (int8_t)deviation;
+    }
 done:
     free(keys);
     free(fill);
     free(sorted);
+    free(before_sub);
 }
 
 typedef struct {
@@ -852,46 +1101,54 @@ static void *build_worker(void *arg)
     return NULL;
 }
 
-/* build(hashes, id_start, n, removed|None, starts, k, w, nthreads)
- *   -> list of (base: bytearray, bits: bytearray, pos: bytearray, entries) */
+/* build(blocks, id_start, n, removed|None, starts, k, low_bits, capacity, outputs, nthreads)
+ *   outputs: per table (samples, subs, unary, low) writable buffers sized for
+ *   `capacity` values -> list of the values each table holds. */
 static PyObject *py_build(PyObject *self, PyObject *args)
 {
-    PyObject *hashes_obj, *removed_obj, *starts_obj;
-    long long id_start, n;
-    int k, w, nthreads;
-    if (!PyArg_ParseTuple(args, "OLLOOiii", &hashes_obj, &id_start, &n, &removed_obj, &starts_obj, &k, &w,
-                          &nthreads))
+    PyObject *blocks_obj, *removed_obj, *starts_obj, *outputs_obj;
+    long long id_start, n, capacity;
+    int k, low_bits, nthreads;
+    if (!PyArg_ParseTuple(args, "OLLOOiiLOi", &blocks_obj, &id_start, &n, &removed_obj, &starts_obj, &k, &low_bits,
+                          &capacity, &outputs_obj, &nthreads))
         return NULL;
-    if (k < 6 || k > 32 || w < 1 || w > 32 || n < 0 || id_start < 0) {
-        PyErr_SetString(PyExc_ValueError, "bad table layout (need 6 <= k <= 32, 1 <= w <= 32)");
-        return NULL;
-    }
-    if ((((id_start + n) >> 1) - (id_start >> 1)) >= ((long long)1 << w)) {
-        PyErr_SetString(PyExc_ValueError, "entry width too small for the segment");
+    if (check_layout(k, low_bits, n)) return NULL;
+    if (id_start < 0 || capacity < 0 || capacity > n) {
+        PyErr_SetString(PyExc_ValueError, "bad segment (id_start >= 0, 0 <= capacity <= n)");
         return NULL;
     }
+    int64_t nblocks = (n + BLOCK_HASHES - 1) / BLOCK_HASHES;
+    uint64_t highs = table_highs(k, nblocks, low_bits);
     Views views = {0};
-    PyObject *result = NULL, *outputs = NULL;
+    PyObject *result = NULL;
     BuildTask *tasks = NULL;
     PyObject *starts = PySequence_Fast(starts_obj, "starts must be a sequence");
     if (!starts) return NULL;
+    PyObject *outputs = PySequence_Fast(outputs_obj, "outputs must be a sequence");
+    if (!outputs) {
+        Py_DECREF(starts);
+        return NULL;
+    }
     Py_ssize_t m = PySequence_Fast_GET_SIZE(starts);
-    const uint8_t *hashes = take_buffer(&views, hashes_obj, (Py_ssize_t)n * 32, "hashes");
-    if (!hashes) goto out;
+    if (m > MAX_TABLES || m != PySequence_Fast_GET_SIZE(outputs)) {
+        PyErr_SetString(PyExc_ValueError, "one output per table, at most 64 tables");
+        goto out;
+    }
+    const uint8_t *blocks = take_buffer(&views, blocks_obj, (Py_ssize_t)nblocks * BLOCK_BYTES, "hash blocks");
+    if (!blocks) goto out;
     const uint8_t *removed = NULL;
     int64_t removed_bits = 0;
     if (removed_obj != Py_None) {
-        removed = take_buffer(&views, removed_obj, 0, "removed");
-        if (!removed) goto out;
-        removed_bits = (int64_t)views.views[views.n - 1].len * 8;
+        Py_buffer *view = take_view(&views, removed_obj, 0, 0, "removed");
+        if (!view) goto out;
+        removed = view->buf;
+        removed_bits = (int64_t)view->len * 8;
     }
     tasks = calloc((size_t)(m ? m : 1), sizeof(BuildTask));
-    outputs = PyList_New(m);
-    if (!tasks || !outputs) {
+    if (!tasks) {
         PyErr_NoMemory();
         goto out;
     }
-    int64_t nkeys = (int64_t)1 << k;
     for (Py_ssize_t j = 0; j < m; j++) {
         long start = PyLong_AsLong(PySequence_Fast_GET_ITEM(starts, j));
         if (start == -1 && PyErr_Occurred()) goto out;
@@ -899,32 +1156,36 @@ static PyObject *py_build(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "key bits outside the hash");
             goto out;
         }
-        Py_ssize_t blocks = (Py_ssize_t)(nkeys / 64) + 1;
-        PyObject *base = PyByteArray_FromStringAndSize(NULL, blocks * 4);
-        PyObject *bits = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)((n + nkeys) / 8 + 16));
-        PyObject *pos = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)((n * w) / 8 + 8));
-        if (!base || !bits || !pos) {
-            Py_XDECREF(base);
-            Py_XDECREF(bits);
-            Py_XDECREF(pos);
-            goto out;
-        }
-        memset(PyByteArray_AS_STRING(base), 0, (size_t)PyByteArray_GET_SIZE(base));
-        memset(PyByteArray_AS_STRING(bits), 0, (size_t)PyByteArray_GET_SIZE(bits));
-        memset(PyByteArray_AS_STRING(pos), 0, (size_t)PyByteArray_GET_SIZE(pos));
-        PyList_SET_ITEM(outputs, j, Py_BuildValue("(NNN)", base, bits, pos));
+        PyObject *samples, *subs, *unary, *low;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(outputs, j), "OOOO", &samples, &subs, &unary, &low)) goto out;
         BuildTask *t = &tasks[j];
-        t->hashes = hashes;
+        Py_buffer *sv = take_view(&views, samples, samples_len(highs) * 4, 1, "samples");
+        if (!sv) goto out;
+        Py_buffer *gv = take_view(&views, subs, subs_len(highs), 1, "sub-samples");
+        if (!gv) goto out;
+        Py_buffer *uv = take_view(&views, unary, unary_bytes((uint64_t)capacity, highs), 1, "unary bits");
+        if (!uv) goto out;
+        Py_buffer *lv = take_view(&views, low, low_bytes((uint64_t)capacity, low_bits), 1, "low bits");
+        if (!lv) goto out;
+        t->blocks = blocks;
         t->id_start = id_start;
         t->n = n;
+        t->nblocks = nblocks;
         t->removed = removed;
         t->removed_bits = removed_bits;
         t->k = k;
-        t->w = w;
+        t->low_bits = low_bits;
         t->start = (int)start;
-        t->base = (uint32_t *)PyByteArray_AS_STRING(base);
-        t->bits = (uint8_t *)PyByteArray_AS_STRING(bits);
-        t->pos = (uint8_t *)PyByteArray_AS_STRING(pos);
+        t->highs = highs;
+        t->capacity = (uint64_t)capacity;
+        t->samples = (uint32_t *)sv->buf;
+        t->samples_bytes = samples_len(highs) * 4;
+        t->subs = (int8_t *)gv->buf;
+        t->subs_len = subs_len(highs);
+        t->unary = (uint8_t *)uv->buf;
+        t->unary_len = uv->len;
+        t->low = (uint8_t *)lv->buf;
+        t->low_len = lv->len;
     }
     {
         BuildJob job;
@@ -949,28 +1210,30 @@ static PyObject *py_build(PyObject *self, PyObject *args)
 #endif
         Py_END_ALLOW_THREADS
     }
+    result = PyList_New(m);
+    if (!result) goto out;
     for (Py_ssize_t j = 0; j < m; j++) {
         if (tasks[j].failed) {
-            PyErr_NoMemory();
+            Py_CLEAR(result);
+            if (tasks[j].failed == 2)
+                PyErr_SetString(PyExc_ValueError, "more table values than the capacity given");
+            else
+                PyErr_NoMemory();
             goto out;
         }
-        /* Trim the entry array to what dedup kept. */
-        PyObject *pos = PyTuple_GET_ITEM(PyList_GET_ITEM(outputs, j), 2);
-        if (PyByteArray_Resize(pos, (Py_ssize_t)((tasks[j].entries * w) / 8 + 8)) < 0) goto out;
+        PyList_SET_ITEM(result, j, PyLong_FromLongLong(tasks[j].entries));
     }
-    result = outputs;
-    outputs = NULL;
 out:
-    Py_XDECREF(outputs);
     free(tasks);
     release_views(&views);
     Py_DECREF(starts);
+    Py_DECREF(outputs);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"build", py_build, METH_VARARGS,
-     "build(hashes, id_start, n, removed, starts, k, w, nthreads) -> [(base, bits, pos)]"},
+     "build(blocks, id_start, n, removed, starts, k, low_bits, capacity, outputs, nthreads) -> [entries]"},
     {"search", py_search, METH_VARARGS,
      "search(segments, removed, queries, threshold, nthreads) -> (offsets, ids, distances)"},
     {NULL, NULL, 0, NULL},
@@ -984,10 +1247,15 @@ PyMODINIT_FUNC PyInit__pdqindex(void)
 {
     init_select_table();
 #if PDQ_X86
-    /* SAFESET_PDQ_PORTABLE=1 keeps the plain build (tests check it too). */
-    const char *portable = getenv("SAFESET_PDQ_PORTABLE");
+    /* SAFESET_PDQ_ISA=plain|popcnt caps the instruction set (tests check each). */
+    const char *cap = getenv("SAFESET_PDQ_ISA");
+    int allowed = !cap || !cap[0] ? WITH_AVX512 : strcmp(cap, "plain") == 0 ? PLAIN : strcmp(cap, "popcnt") == 0 ? WITH_POPCNT : WITH_AVX512;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("popcnt") && !(portable && portable[0] == '1')) run_chunk = run_chunk_popcnt;
+    if (allowed >= WITH_POPCNT && __builtin_cpu_supports("popcnt")) run_chunk = run_chunk_popcnt;
+    if (allowed >= WITH_AVX512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq") &&
+        __builtin_cpu_supports("bmi2"))
+        run_chunk = run_chunk_avx512;
 #endif
     return PyModule_Create(&module);
 }

@@ -13,24 +13,29 @@ segment splits the hash into m disjoint k-bit keys with m and k chosen for
 its size (11 tables of 23 bits at 10M), so a query probes ~3k buckets and
 verifies ~3k candidates, and every answer is checked on all 256 bits: the
 result is exactly a brute-force scan's, at any threshold (thresholds too
-large for probing to pay off scan instead). Tables live in compact numpy
-arrays (see `safeset/native/_pdqindex.c`), so `save`/`load` are plain
+large for probing to pay off scan instead).
+
+Why under 64 bytes per hash: hashes are kept four to a 128-byte block (first
+halves together, second halves together), so a table entry names a block
+(two bits fewer) and checking a candidate block usually reads one cache
+line; each table is an Elias-Fano coded set of (key, block) values, about
+k bits per hash. At 10M: 32 bytes of hash + 11 tables x ~2.9 bytes, in
+numpy arrays (see `safeset/native/_pdqindex.c`), so `save`/`load` are plain
 array writes and reads.
 
 Why segments: adding hashes must not rebuild a 10M-hash index. New hashes go
 into a new segment with its own tables; a segment is merged (rebuilt) with
 the one before it only once it is at least a quarter of its size, so sizes
-fall geometrically and there are few segments. Removal marks a tombstone bit;
-removed hashes drop out of tables when their segment is next rebuilt.
+fall geometrically and there are few segments. Removal marks a tombstone bit
+(the bitmap exists only once something is removed); removed hashes drop out
+of tables when their segment is next rebuilt.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +45,10 @@ from safeset.errors import InputError
 HASH_BYTES = 32
 HEX_LENGTH = 64
 DEFAULT_THRESHOLD = 31
+BLOCK_HASHES = 4  # hashes per block; table entries name blocks
+BLOCK_BYTES = BLOCK_HASHES * HASH_BYTES
+SAMPLE_EVERY = 1024  # a table's values: one uint32 count per 1024 high parts...
+SUB_SAMPLE_EVERY = 64  # ...and one int8 correction per 64 (see _pdqindex.c)
 
 # Cost model (nanoseconds, measured on a 2-core x86-64) that picks each
 # segment's layout and, per query threshold, probing or scanning.
@@ -47,9 +56,6 @@ _NS_PER_PROBE = 20.0
 _NS_PER_CANDIDATE = 12.0
 _NS_PER_SCANNED_HASH = 0.8
 _MERGE_RATIO = 4  # a segment stays apart while the one before is >= 4x larger
-
-_FORMAT_MAGIC = b"SAFESET-PDQ-INDEX\n"
-_FORMAT_VERSION = 1
 
 
 class PDQInputError(InputError, ValueError):
@@ -113,12 +119,49 @@ def as_hash_array(values, what: str = "hashes") -> np.ndarray:
     return hex_to_hashes(values, what)
 
 
-def _aligned_hashes(count: int, odd_start: bool) -> np.ndarray:
-    """An empty (count, 32) array placed so that ids 2p, 2p+1 share a 64-byte line."""
-    buffer = np.empty(count * HASH_BYTES + 128, dtype=np.uint8)
-    want = 32 if odd_start else 0
-    skip = (want - buffer.ctypes.data) % 64
-    return buffer[skip : skip + count * HASH_BYTES].reshape(count, HASH_BYTES)
+# ---------------------------------------------------------------- hash blocks
+
+
+def aligned_slices(sizes: list[int], align: int = BLOCK_BYTES) -> list[np.ndarray]:
+    """Uninitialised uint8 arrays of these sizes, each starting on an `align`-byte
+    boundary, carved from one allocation: numpy asks the kernel for huge pages
+    for big allocations, which spares the random reads of a search most TLB misses."""
+    offsets, total = [], 0
+    for size in sizes:
+        total += -total % align
+        offsets.append(total)
+        total += size
+    buffer = np.empty(total + align, dtype=np.uint8)
+    skip = -buffer.ctypes.data % align
+    return [buffer[skip + offset : skip + offset + size] for offset, size in zip(offsets, sizes)]
+
+
+def empty_blocks(nblocks: int) -> np.ndarray:
+    """An uninitialised (nblocks, 128) uint8 array starting on a 128-byte boundary,
+    so that each half block is one cache line."""
+    return aligned_slices([nblocks * BLOCK_BYTES])[0].reshape(nblocks, BLOCK_BYTES)
+
+
+def rows_to_blocks(rows: np.ndarray) -> np.ndarray:
+    """(n, 32) hashes -> (ceil(n/4), 128) blocks: the four first halves, then the four second halves."""
+    count = len(rows)
+    nblocks = -(-count // BLOCK_HASHES)
+    blocks = empty_blocks(nblocks)
+    full = count // BLOCK_HASHES
+    as_halves = blocks.reshape(nblocks, 2, BLOCK_HASHES, 16)
+    as_halves[:full] = rows[: full * BLOCK_HASHES].reshape(full, BLOCK_HASHES, 2, 16).transpose(0, 2, 1, 3)
+    if full < nblocks:  # the last block's missing hashes are zeros, never reported
+        tail = np.zeros((BLOCK_HASHES, HASH_BYTES), dtype=np.uint8)
+        tail[: count - full * BLOCK_HASHES] = rows[full * BLOCK_HASHES :]
+        as_halves[full] = tail.reshape(BLOCK_HASHES, 2, 16).transpose(1, 0, 2)
+    return blocks
+
+
+def blocks_to_rows(blocks: np.ndarray, count: int) -> np.ndarray:
+    """The inverse of `rows_to_blocks`: a new (count, 32) array."""
+    nblocks = len(blocks)
+    rows = np.asarray(blocks).reshape(nblocks, 2, BLOCK_HASHES, 16).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(rows.reshape(nblocks * BLOCK_HASHES, HASH_BYTES)[:count])
 
 
 # ---------------------------------------------------------------- layout
@@ -143,11 +186,10 @@ def _scan_cost(count: int) -> float:
 def choose_layout(count: int, threshold: int = DEFAULT_THRESHOLD, tables: int | None = None) -> tuple[int, int] | None:
     """(tables, key bits) for a segment of `count` hashes, or None to scan it.
 
-    Keys of about log2(count) bits keep buckets near one entry (the unary
-    directory then costs ~2 bits per hash and key); the number of tables
-    trades probes (more flips per table when there are few) against memory
-    (~3.2 bytes per hash per table at 10M). `tables` fixes that number
-    (e.g. 10 instead of 11 at 10M: ~64 instead of ~67 bytes per hash, slower).
+    Keys of about log2(count) bits keep buckets near one entry (a table then
+    costs about k bits per hash); the number of tables trades probes (more
+    flips per table when there are few) against memory (~2.9 bytes per hash
+    per table at 10M). `tables` fixes that number.
     """
     if count < 2:
         return None
@@ -169,36 +211,67 @@ def _key_starts(m: int) -> list[int]:
     return [(j * 256) // m for j in range(m)]
 
 
-def _pair_bits(id_start: int, count: int) -> int:
-    pairs = ((id_start + count - 1) >> 1) - (id_start >> 1) + 1
-    return max(1, (pairs - 1).bit_length())
+def table_highs(k: int, nblocks: int, low_bits: int) -> int:
+    """How many high parts a table's values (< 2^k * nblocks) can have."""
+    return (((1 << k) * nblocks - 1) >> low_bits) + 1
+
+
+def table_sizes(k: int, nblocks: int, low_bits: int, entries: int) -> tuple[int, int, int, int]:
+    """Lengths of a table's arrays, as the C side checks them: samples (uint32),
+    sub-samples (int8), unary bytes, low bytes."""
+    highs = table_highs(k, nblocks, low_bits)
+    return (
+        highs // SAMPLE_EVERY + 2,
+        highs // SUB_SAMPLE_EVERY + 2,
+        (entries + highs + 7) // 8 + 16,
+        (entries * low_bits + 7) // 8 + 8,
+    )
+
+
+def choose_low_bits(k: int, nblocks: int, entries: int) -> int:
+    """The Elias-Fano split with the fewest bits: low bits per value, against
+    one unary bit per value and per high part, plus the samples."""
+
+    def bits(low_bits: int) -> int:
+        samples, subs, unary, low = table_sizes(k, nblocks, low_bits, entries)
+        return 32 * samples + 8 * (subs + unary + low)
+
+    return min(range(0, 57), key=bits)
 
 
 @dataclass
 class _Table:
-    base: np.ndarray  # uint32, entries before each block of 64 keys
-    bits: np.ndarray  # uint8, unary bucket sizes
-    pos: np.ndarray  # uint8, bit-packed pair indexes
+    low_bits: int
+    entries: int
+    samples: np.ndarray  # uint32: values whose high part is < 1024 * s
+    subs: np.ndarray  # int8: values whose high part is < 64 * g, less the line between the samples
+    unary: np.ndarray  # uint8: per high part, a 1 per value then a 0
+    low: np.ndarray  # uint8: bit-packed low parts
+
+    @property
+    def nbytes(self) -> int:
+        return self.samples.nbytes + self.subs.nbytes + self.unary.nbytes + self.low.nbytes
 
 
 @dataclass
 class _Segment:
     id_start: int
-    hashes: np.ndarray  # (n, 32) uint8, ids id_start..id_start+n-1
+    count: int
+    blocks: np.ndarray  # (ceil(count / 4), 128) uint8, ids id_start .. id_start + count - 1
     k: int = 0
-    w: int = 0
     tables: list[_Table] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.hashes)
 
     @property
     def m(self) -> int:
         return len(self.tables)
 
+    @property
+    def hashes(self) -> np.ndarray:
+        """The hashes as a new (count, 32) array."""
+        return blocks_to_rows(self.blocks, self.count)
+
     def nbytes(self) -> int:
-        return self.hashes.nbytes + sum(t.base.nbytes + t.bits.nbytes + t.pos.nbytes for t in self.tables)
+        return self.blocks.nbytes + sum(t.nbytes for t in self.tables)
 
     def scans(self, threshold: int) -> bool:
         if not self.tables:
@@ -207,25 +280,43 @@ class _Segment:
 
     def describe(self, threshold: int) -> tuple:
         flat = self.scans(threshold)
-        tables = [] if flat else [(t.base, t.bits, t.pos) for t in self.tables]
-        return (self.hashes, self.id_start, self.count, flat, self.k or 6, self.w or 1, _key_starts(self.m) if not flat else [], tables)
+        tables = [] if flat else [(t.low_bits, t.entries, t.samples, t.subs, t.unary, t.low) for t in self.tables]
+        return (self.blocks, self.id_start, self.count, flat, self.k or 6, _key_starts(self.m) if not flat else [], tables)
+
+
+def _removed_in(removed: np.ndarray | None, start: int, count: int) -> int:
+    if removed is None or not count:
+        return 0
+    bits = np.unpackbits(removed[start // 8 : -(-(start + count) // 8)], bitorder="little")
+    return int(bits[start % 8 : start % 8 + count].sum())
 
 
 def _build_segment(
-    id_start: int, hashes: np.ndarray, removed: np.ndarray | None, threads: int, tables: int | None = None
+    id_start: int, blocks: np.ndarray, count: int, removed: np.ndarray | None, threads: int, tables: int | None = None
 ) -> _Segment:
-    segment = _Segment(id_start, hashes)
-    layout = choose_layout(len(hashes), tables=tables)
+    """A segment over `blocks`, with tables for its live hashes (or none: scanned)."""
+    segment = _Segment(id_start, count, blocks)
+    live = count - _removed_in(removed, id_start, count)
+    layout = choose_layout(live, tables=tables)
     if layout is None:
         return segment
     m, k = layout
-    w = _pair_bits(id_start, len(hashes))
-    built = _pdqindex.build(hashes, id_start, len(hashes), removed, _key_starts(m), k, w, threads)
-    segment.k, segment.w = k, w
-    segment.tables = [
-        _Table(np.frombuffer(base, dtype=np.uint32), np.frombuffer(bits, dtype=np.uint8), np.frombuffer(pos, dtype=np.uint8))
-        for base, bits, pos in built
+    nblocks = len(blocks)
+    low_bits = choose_low_bits(k, nblocks, live)
+    samples_len, subs_len, unary_len, low_len = table_sizes(k, nblocks, low_bits, live)
+    # Samples and unary bits of all tables in one allocation (huge pages); low bits apart (trimmed below).
+    small = aligned_slices([4 * samples_len, subs_len, unary_len] * m)
+    outputs = [
+        (small[3 * j].view(np.uint32), small[3 * j + 1].view(np.int8), small[3 * j + 2], np.empty(low_len, dtype=np.uint8))
+        for j in range(m)
     ]
+    entries = _pdqindex.build(blocks, id_start, count, removed, _key_starts(m), k, low_bits, live, outputs, threads)
+    segment.k = k
+    for (samples, subs, unary, low), held in zip(outputs, entries):
+        low_need = table_sizes(k, nblocks, low_bits, held)[3]
+        if 64 * (len(low) - low_need) > len(low):
+            low = low[:low_need].copy()  # many duplicates: give the slack back
+        segment.tables.append(_Table(low_bits, held, samples, subs, unary, low))
     return segment
 
 
@@ -247,7 +338,8 @@ class PDQIndex:
         self.threads = threads or os.cpu_count() or 1
         self.tables = tables
         self._segments: list[_Segment] = []
-        self._removed = np.zeros(0, dtype=np.uint8)  # tombstone bitmap over ids
+        self._described: dict[int, list[tuple]] = {}  # threshold -> segments as the C search takes them
+        self._removed: np.ndarray | None = None  # tombstone bitmap over ids, once any is removed
         self._total = 0
         self._removed_count = 0
 
@@ -256,8 +348,9 @@ class PDQIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the hashes, tables and tombstones."""
-        return sum(s.nbytes() for s in self._segments) + self._removed.nbytes
+        """Bytes held by the hash blocks, tables and tombstones."""
+        removed = 0 if self._removed is None else self._removed.nbytes
+        return sum(s.nbytes() for s in self._segments) + removed
 
     @property
     def segment_sizes(self) -> list[int]:
@@ -270,11 +363,10 @@ class PDQIndex:
         ids = np.arange(first, first + len(array), dtype=np.int64)
         if not len(array):
             return ids
-        stored = _aligned_hashes(len(array), first & 1)
-        stored[:] = array
         self._total += len(array)
         self._grow_removed()
-        self._segments.append(_build_segment(first, stored, self._removed, self.threads, self.tables))
+        self._described = {}
+        self._segments.append(_build_segment(first, rows_to_blocks(array), len(array), self._removed, self.threads, self.tables))
         while len(self._segments) >= 2 and self._segments[-1].count * _MERGE_RATIO > self._segments[-2].count:
             self._merge_last_two()
         return ids
@@ -286,6 +378,10 @@ class PDQIndex:
         if bad.size:
             at = int(bad[0])
             raise PDQInputError("ids", f"item {at}", f"no hash has id {int(ids[at])} (ids are 0..{self._total - 1})")
+        if not ids.size:
+            return 0
+        if self._removed is None:
+            self._removed = np.zeros((self._total + 7) // 8, dtype=np.uint8)
         ids = np.unique(ids)
         bytes_at, bits_at = ids >> 3, (ids & 7).astype(np.uint8)
         was = (self._removed[bytes_at] >> bits_at) & 1
@@ -300,14 +396,17 @@ class PDQIndex:
             self._merge_last_two()
         if self._segments:
             only = self._segments[0]
-            self._segments[0] = _build_segment(only.id_start, only.hashes, self._removed, self.threads, self.tables)
+            self._segments[0] = _build_segment(only.id_start, only.blocks, only.count, self._removed, self.threads, self.tables)
+        self._described = {}
 
     def search_arrays(self, queries, threshold: int = DEFAULT_THRESHOLD):
         """Hits as arrays: (offsets (q+1,), ids, distances); query i's hits are
         ids[offsets[i]:offsets[i+1]], sorted by distance, then id."""
         threshold = self._check_threshold(threshold)
         array = as_hash_array(queries, "queries")
-        segments = [s.describe(threshold) for s in self._segments]
+        segments = self._described.get(threshold)
+        if segments is None:  # the layout choice costs more than a single query's search: once per threshold
+            segments = self._described[threshold] = [s.describe(threshold) for s in self._segments]
         removed = self._removed if self._removed_count else None
         offsets, ids, distances = _pdqindex.search(segments, removed, array, threshold, self.threads)
         return (
@@ -323,109 +422,22 @@ class PDQIndex:
         bounds = offsets.tolist()
         return [pairs[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
 
-    # -- persistence
+    # -- persistence (safeset/pdq/index_file.py)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index to one file (temporary name, renamed when complete)."""
-        path = Path(path)
-        arrays: list[tuple[str, np.ndarray, int]] = [("removed", self._removed, 0)]
-        segments = []
-        for i, segment in enumerate(self._segments):
-            arrays.append((f"s{i}.hashes", segment.hashes, 32 if segment.id_start & 1 else 0))
-            for j, table in enumerate(segment.tables):
-                arrays += [(f"s{i}.t{j}.base", table.base, 0), (f"s{i}.t{j}.bits", table.bits, 0), (f"s{i}.t{j}.pos", table.pos, 0)]
-            segments.append({"id_start": segment.id_start, "count": segment.count, "k": segment.k, "w": segment.w, "m": segment.m})
-        header = {
-            "version": _FORMAT_VERSION,
-            "total": self._total,
-            "removed_count": self._removed_count,
-            "tables": self.tables,
-            "segments": segments,
-            "arrays": [],
-        }
-        # Offsets depend on the header's length; fix the header size by padding.
-        layout, offset = [], 0
-        for name, array, phase in arrays:
-            layout.append([name, array.dtype.str, list(array.shape), 0, array.nbytes, phase])
-        header["arrays"] = layout
-        text = json.dumps(header).encode()
-        head_size = len(_FORMAT_MAGIC) + 8 + len(text) + 64 * len(layout) + 64
-        offset = head_size
-        for entry in layout:
-            offset += (entry[5] - offset) % 64
-            entry[3] = offset
-            offset += entry[4]
-        text = json.dumps(header).encode()
-        head = _FORMAT_MAGIC + len(text).to_bytes(8, "little") + text
-        assert len(head) <= head_size
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(temporary, "wb") as out:
-                out.write(head)
-                for (_name, array, _phase), entry in zip(arrays, layout):
-                    out.write(b"\0" * (entry[3] - out.tell()))
-                    out.write(memoryview(np.ascontiguousarray(array)).cast("B"))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
+        from safeset.pdq.index_file import save_index
+
+        save_index(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = False, threads: int | None = None) -> "PDQIndex":
-        """Read an index written by `save` (mmap=True maps the arrays instead of reading them)."""
-        path = Path(path)
-        with open(path, "rb") as source:
-            magic = source.read(len(_FORMAT_MAGIC))
-            if magic != _FORMAT_MAGIC:
-                raise InputError(path, "byte 0", "not a safeset PDQ index file")
-            size = int.from_bytes(source.read(8), "little")
-            try:
-                header = json.loads(source.read(size))
-            except (ValueError, UnicodeDecodeError) as error:
-                raise InputError(path, f"byte {len(_FORMAT_MAGIC) + 8}", f"unreadable index header ({error})") from None
-            if header.get("version") != _FORMAT_VERSION:
-                raise InputError(path, "header", f"index format version {header.get('version')!r}, expected {_FORMAT_VERSION}")
-            try:
-                index = cls(threads=threads, tables=header.get("tables"))
-                entries = [(str(n), np.dtype(d), tuple(map(int, sh)), int(o), int(nb), int(ph)) for n, d, sh, o, nb, ph in header["arrays"]]
-                segments = [(int(g["id_start"]), int(g["count"]), int(g["k"]), int(g["w"]), int(g["m"])) for g in header["segments"]]
-                total, removed_count = int(header["total"]), int(header["removed_count"])
-            except (KeyError, TypeError, ValueError) as error:
-                raise InputError(path, "header", f"malformed index header ({error!r})") from None
-            file_size = os.fstat(source.fileno()).st_size
-            arrays = {}
-            for name, dtype, shape, offset, nbytes, phase in entries:
-                if offset + nbytes > file_size:
-                    raise InputError(path, f"byte {file_size}", f"file ends inside array {name} (truncated?)")
-                if math.prod(shape) * dtype.itemsize != nbytes:
-                    raise InputError(path, "header", f"array {name}: shape and size disagree")
-                if mmap:
-                    arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-                    continue
-                if name.endswith(".hashes"):
-                    array = _aligned_hashes(shape[0], bool(phase))
-                else:
-                    array = np.empty(shape, dtype=dtype)
-                source.seek(offset)
-                if source.readinto(memoryview(array).cast("B")) != nbytes:
-                    raise InputError(path, f"byte {offset}", f"short read in array {name}")
-                arrays[name] = array
-        index._total, index._removed_count = total, removed_count
-        try:
-            index._removed = np.array(arrays["removed"], dtype=np.uint8) if mmap else arrays["removed"]
-            for i, (id_start, count, k, w, m) in enumerate(segments):
-                segment = _Segment(id_start, arrays[f"s{i}.hashes"], k, w)
-                segment.tables = [
-                    _Table(arrays[f"s{i}.t{j}.base"], arrays[f"s{i}.t{j}.bits"], arrays[f"s{i}.t{j}.pos"]) for j in range(m)
-                ]
-                if segment.count != count:
-                    raise KeyError(f"s{i}.hashes")
-                index._segments.append(segment)
-        except KeyError as error:
-            raise InputError(path, "header", f"missing or inconsistent array {error}") from None
-        return index
+        """Read an index written by `save` (mmap=True maps the arrays instead of
+        reading them). Files of the first format (before hash blocks) are
+        rebuilt from their hashes, with a warning."""
+        from safeset.pdq.index_file import load_index
+
+        return load_index(cls, path, mmap=mmap, threads=threads)
 
     # -- internals
 
@@ -438,16 +450,19 @@ class PDQIndex:
         return min(int(threshold), 256)
 
     def _grow_removed(self) -> None:
+        if self._removed is None:
+            return
         need = (self._total + 7) // 8
         if len(self._removed) < need:
-            grown = np.zeros(max(need, 2 * len(self._removed)), dtype=np.uint8)
+            grown = np.zeros(need, dtype=np.uint8)
             grown[: len(self._removed)] = self._removed
             self._removed = grown
 
     def _merge_last_two(self) -> None:
+        self._described = {}
         newer = self._segments.pop()
         older = self._segments.pop()
-        merged = _aligned_hashes(older.count + newer.count, older.id_start & 1)
-        merged[: older.count] = older.hashes
-        merged[older.count :] = newer.hashes
-        self._segments.append(_build_segment(older.id_start, merged, self._removed, self.threads, self.tables))
+        rows = np.concatenate([older.hashes, newer.hashes])
+        blocks = rows_to_blocks(rows)
+        del rows
+        self._segments.append(_build_segment(older.id_start, blocks, older.count + newer.count, self._removed, self.threads, self.tables))

@@ -26,6 +26,9 @@ class PDQBankIndex:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
         offsets, ids, distances = self.index.search_arrays(queries, threshold)
+        if len(ids) == 0:  # most lookups miss: skip the bookkeeping
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
         rows = np.repeat(np.arange(len(queries), dtype=np.int64), np.diff(offsets))
         return rows, self.entry_ids[ids], distances.astype(np.int64)
 
