@@ -13,11 +13,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageDraw
 
+from drawn_images import drawn_image, jpeg  # noqa: F401 - re-exported for the review tests
 from safeset.audit import AuditLog
 from safeset.banks.store import BankStore
 from safeset.db import Database
@@ -40,24 +39,6 @@ name = "pdq-review"
 action = "review"
 signal_types = ["pdq"]
 """
-
-
-def drawn_image(seed: int, size=(640, 480)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(25):
-        x0, y0 = int(rng.integers(0, size[0] - 60)), int(rng.integers(0, size[1] - 60))
-        x1, y1 = x0 + int(rng.integers(30, 300)), y0 + int(rng.integers(30, 200))
-        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-    return image
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def write_webdataset(directory: Path, samples: dict[str, bytes], ai_generated: dict[str, bool]) -> None:

@@ -7,29 +7,11 @@ import io
 import json
 import tarfile
 
-import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from drawn_images import drawn_image, jpeg
 from e2e_util import removed_rows, safeset
 from safeset.pdq import hash_image
-
-
-def drawn_image(seed: int, size=(640, 480)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(25):
-        x0, y0 = int(rng.integers(0, size[0] - 60)), int(rng.integers(0, size[1] - 60))
-        x1, y1 = x0 + int(rng.integers(30, 300)), y0 + int(rng.integers(30, 200))
-        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-    return image
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def write_tar(path, samples: dict[str, bytes]) -> None:

@@ -21,6 +21,7 @@ from safeset.service.matching import answers
 from safeset.service.matching.filters import negative_values
 from safeset.service.matching.lookups import compare, hash_and_look_up, queue_for_review, record_strikes
 from safeset.service.matching.values import ValueQuery, signal_types
+from safeset.service.routes_hash import MULTIPART_PHOTO
 from safeset.service.strikes import MAX_ACCOUNT_ID, StrikeLog, check_account_id
 from safeset.service.webhook import Outbox, WebhookSender
 
@@ -215,20 +216,6 @@ async def lookup_get(
     return _json(answers.by_bank(matches))
 
 
-MULTIPART_PHOTO = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"photo": {"type": "string", "format": "binary"}},
-                    "required": ["photo"],
-                }
-            }
-        },
-    }
-}
 
 
 @router.post(
