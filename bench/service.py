@@ -48,6 +48,7 @@ ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(BENCH_DIR))
 
+from metadata_scan import machine_description  # noqa: E402
 from pdq_index import flip_bits, make_bank  # noqa: E402
 
 BANK = "BENCH_PDQ"
@@ -309,19 +310,6 @@ def measured(server_pid: int, phase):
     summary["server_cpu_us"] = (cpu_seconds(server_pid) - server_before) / total * 1e6
     summary["loadgen_cpu_us"] = (time.process_time() - own_before) / total * 1e6
     return summary
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, Linux {platform.release()}"
 
 
 def verdict(ok: bool) -> str:

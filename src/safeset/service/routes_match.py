@@ -216,8 +216,6 @@ async def lookup_get(
     return _json(answers.by_bank(matches))
 
 
-
-
 @router.post(
     "/lookup",
     openapi_extra=MULTIPART_PHOTO,
