@@ -26,10 +26,15 @@ BINARY_TYPES = [pa.binary(), pa.large_binary()]
 TEXT_TYPES = [pa.string(), pa.large_string()]
 
 
-@pytest.fixture(params=["accelerated", "portable"])
+SIMD_LEVELS = {"avx512": 2, "avx2": 1, "portable": 0}
+
+
+@pytest.fixture(params=sorted(SIMD_LEVELS))
 def implementation(request):
-    """Run digest tests through the SIMD/SHA-extension code and through the portable C."""
-    _native.use_accelerated(request.param == "accelerated")
+    """Run digest tests through each SIMD level (AVX-512, AVX2/SHA extensions) and the portable C.
+
+    A level the CPU lacks falls back to the next one down, so the test still checks real results."""
+    _native.limit_simd(SIMD_LEVELS[request.param])
     yield request.param
     _native.use_accelerated(True)
 
@@ -164,10 +169,10 @@ def test_bad_arguments():
     st.lists(st.one_of(st.binary(max_size=300), st.none()), max_size=40),
     st.integers(0, 5),
     st.sampled_from(ALGOS),
-    st.booleans(),
+    st.sampled_from(sorted(SIMD_LEVELS.values())),
 )
-def test_digests_match_hashlib(values, cut, algo, accelerated):
-    _native.use_accelerated(accelerated)
+def test_digests_match_hashlib(values, cut, algo, simd_level):
+    _native.limit_simd(simd_level)
     try:
         array = pa.array(values, pa.binary()).slice(min(cut, len(values)))
         np.testing.assert_array_equal(
@@ -179,7 +184,22 @@ def test_digests_match_hashlib(values, cut, algo, accelerated):
 
 def test_features_are_reported():
     features = native_features()
-    assert set(features) == {"avx2", "sha_ni", "accelerated"}
+    assert set(features) == {"avx2", "avx512", "sha_ni", "accelerated", "simd_limit"}
+    assert features["simd_limit"] == 2 and features["accelerated"] is True
+    assert not features["avx512"] or features["avx2"]  # AVX-512 is only used where AVX2 is too
+
+
+def test_simd_limit_is_checked():
+    with pytest.raises(ValueError):
+        _native.limit_simd(3)
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 33, 1000])
+def test_md5_lane_counts_around_sixteen(implementation, count):
+    """Jobs fewer than, equal to and just over the 16 AVX-512 lanes; lengths on both sides of 55/56/64."""
+    rng = random.Random(count)
+    values = [random_bytes(rng, rng.choice([0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 200, 1000])) for _ in range(count)]
+    np.testing.assert_array_equal(digest_array(pa.array(values, pa.binary()), "md5"), expected_digests(values, "md5"))
 
 
 # --------------------------------------------------------------------------- hex

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from safeset import _native
 from safeset.signals.url import (
+    canonical_changes,
     _remove_dot_segments,
     canonical_url,
     canonical_url_array,
@@ -183,12 +185,18 @@ ANY_TEXT = st.one_of(url_like(), _pieces(), st.text(max_size=40))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(ANY_TEXT, st.none()), max_size=30), st.integers(0, 5), st.booleans())
-def test_vector_form_equals_reference(values, cut, large):
+@given(st.lists(st.one_of(ANY_TEXT, st.none()), max_size=30), st.integers(0, 5), st.booleans(),
+       st.sampled_from([0, 2]))
+def test_vector_form_equals_reference(values, cut, large, simd_level):
+    """The C code (portable, and AVX-512 where the CPU has it) gives the reference's answers."""
     values = [v.encode("utf-8", "replace").decode("utf-8") if v is not None else None for v in values]
     array = pa.array(values, pa.large_string() if large else pa.string())
     array = array.slice(min(cut, len(array)))  # non-zero offsets
-    canonical, changed = canonical_url_array(array)
+    _native.limit_simd(simd_level)
+    try:
+        canonical, changed = canonical_url_array(array)
+    finally:
+        _native.use_accelerated(True)
     expected = [canonical_url(v) if v is not None else None for v in array.to_pylist()]
     assert canonical.to_pylist() == expected
     assert changed.tolist() == [
@@ -345,3 +353,29 @@ def test_domain_suffixes():
     assert domain_suffixes("192.0.2.1") == ["192.0.2.1"]
     assert domain_suffixes("2001:db8::1") == ["2001:db8::1"]
     assert "example.com" not in domain_suffixes("notexample.com")
+
+
+@pytest.mark.parametrize("simd_level", [0, 2])
+def test_plainly_canonical_shortcut_agrees_around_128_bytes(simd_level):
+    """URLs just under, at and over the 128 bytes the AVX-512 shortcut handles, with a change near each edge."""
+    values = []
+    for total in (62, 63, 64, 65, 66, 126, 127, 128, 129, 130):
+        for tail in ("", "/", "/.", "/./x", "?a#", "%41", "X", ":80/"):
+            head = "http://example.com/"
+            values.append(head + "p" * max(0, total - len(head) - len(tail)) + tail)
+            values.append("http://Example.com:80" + "/" + "q" * max(0, total - 22))
+    _native.limit_simd(simd_level)
+    try:
+        canonical, changed = canonical_url_array(pa.array(values))
+    finally:
+        _native.use_accelerated(True)
+    expected = [canonical_url(v) for v in values]
+    assert canonical.to_pylist() == expected
+    assert changed.tolist() == [v != e for v, e in zip(values, expected)]
+
+
+def test_canonical_changes_lists_only_changed_rows():
+    values = ["http://example.com/a", "HTTP://Example.com/b", None, "http://b\u00fccher.example/x", "http://a.example"]
+    rows, text = canonical_changes(pa.array(values))
+    assert rows.tolist() == [1, 3, 4]
+    assert text.to_pylist() == ["http://example.com/b", "http://xn--bcher-kva.example/x", "http://a.example/"]

@@ -163,14 +163,13 @@ class Matcher:
         if t == "url":
             digests, valid = signals.url_digest("md5", "canonical")
             rows, ids = bs.probe.lookup(digests, valid)
-            canonical = signals.url_canonical
-            return [self._evidence(bs, r, canonical[r].as_py(), i) for r, i in zip(rows.tolist(), ids.tolist())]
+            return [self._evidence(bs, r, signals.canonical_at(r), i) for r, i in zip(rows.tolist(), ids.tolist())]
         if t.startswith("url_"):
             algo = t[4:]
             raw, valid = signals.url_digest(algo, "raw")
             hits = self._digest_hits(bs, raw, valid)
-            canonical, _ = signals.url_digest(algo, "canonical")
-            hits += self._digest_hits(bs, canonical, valid & signals.url_changed)
+            changed_rows, canonical = signals.changed_url_digests(algo)
+            hits += self._digest_hits(bs, canonical, None, changed_rows)
             return hits
         if t == "domain":
             return self._domain_hits(bs, signals)
@@ -182,9 +181,13 @@ class Matcher:
             return [self._evidence(bs, r, term, ids.get(term)) for r, term in zip(rows.tolist(), terms)]
         raise AssertionError(f"no matcher for signal type {t}")
 
-    def _digest_hits(self, bs: BankSignal, digests: np.ndarray, valid: np.ndarray) -> list[Evidence]:
-        rows, ids = bs.probe.lookup(digests, valid)
-        return [self._evidence(bs, r, digests[r].tobytes().hex(), i) for r, i in zip(rows.tolist(), ids.tolist())]
+    def _digest_hits(self, bs: BankSignal, digests: np.ndarray, valid: np.ndarray | None,
+                     row_of: np.ndarray | None = None) -> list[Evidence]:
+        """Evidence for digests found in the bank; `row_of` maps digest positions to rows (default: the same)."""
+        found, ids = bs.probe.lookup(digests, valid)
+        rows = found if row_of is None else row_of[found]
+        return [self._evidence(bs, r, digests[f].tobytes().hex(), i)
+                for r, f, i in zip(rows.tolist(), found.tolist(), ids.tolist())]
 
     def _pdq_hits(self, bs: BankSignal, signals: RowSignals) -> list[Evidence]:
         queries = signals.pdq

@@ -177,7 +177,7 @@ class DigestIndex:
         if not consistent:
             raise InputError(paths["keys"], None, "digest index files do not agree with each other (store damaged?)")
         # Plain ndarray views of the maps: same shared pages, no np.memmap overhead per index.
-        return cls(np.asarray(keys), np.asarray(prefixes), np.asarray(ids), np.asarray(bitmap))
+        return cls(np.asarray(keys), np.asarray(prefixes), np.asarray(ids), np.array(bitmap))
 
     def lookup(self, queries: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All (row, entry_id) pairs whose query equals an indexed key, rows ascending.

@@ -150,7 +150,7 @@ def _record_withheld(removed: RemovedRowsWriter, shard: Shard, batch, signals: R
         url = canonical = None
         if signals.url is not None:
             url = signals.url[row].as_py()
-            canonical = signals.url_canonical[row].as_py() if url is not None else None
+            canonical = signals.canonical_at(row) if url is not None else None
         removed.add(
             key=keys[index],
             source=shard.relpath,

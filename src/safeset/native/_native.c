@@ -442,20 +442,22 @@ typedef struct {
  * 3. Accelerated digests (x86-64)
  * ====================================================================== */
 
-static int HAVE_AVX2 = 0, HAVE_SHA_NI = 0;
-static int USE_ACCELERATED = 1;
+static int HAVE_AVX2 = 0, HAVE_SHA_NI = 0, HAVE_AVX512 = 0;
+/* 0: portable C only; 1: up to AVX2 and the SHA extensions; 2: AVX-512 too. */
+static int SIMD_LIMIT = 2;
 
 #if SAFESET_X86
 
 static void detect_cpu(void)
 {
     unsigned int a, b, c, d;
-    int os_saves_ymm = 0;
+    int os_saves_ymm = 0, os_saves_zmm = 0;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
     if ((c & (1u << 27)) && (c & (1u << 28))) { /* OSXSAVE and AVX */
         unsigned int lo, hi;
         __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
         os_saves_ymm = (lo & 6u) == 6u;
+        os_saves_zmm = (lo & 0xe6u) == 0xe6u; /* XMM, YMM, opmask, ZMM halves */
     }
     {
         int sse41 = (c & (1u << 19)) != 0, ssse3 = (c & (1u << 9)) != 0;
@@ -463,6 +465,8 @@ static void detect_cpu(void)
         __cpuid_count(7, 0, a, b, c, d);
         HAVE_AVX2 = os_saves_ymm && (b & (1u << 5)) != 0;
         HAVE_SHA_NI = sse41 && ssse3 && (b & (1u << 29)) != 0;
+        /* AVX512F (16), AVX512BW (30): 32-bit lanes, rotates, ternary logic, byte masks */
+        HAVE_AVX512 = HAVE_AVX2 && os_saves_zmm && (b & (1u << 16)) != 0 && (b & (1u << 30)) != 0;
     }
 }
 
@@ -609,6 +613,181 @@ __attribute__((target("avx2"))) static void md5_jobs_avx2(const Job *jobs, size_
     }
 }
 
+/* --- MD5, 16 messages at once in AVX-512 lanes ---------------------------
+ * Same idea as the AVX2 code, with less bookkeeping per block: a lane's
+ * current block is built in a register (its padded tail by a masked load,
+ * which never touches bytes past the message), the state stays in registers
+ * and only lanes that finish are read out. Rotates and the round functions
+ * are single instructions (VPROLD, VPTERNLOGD). */
+
+#define V16_F(b, c, d) _mm512_ternarylogic_epi32((b), (c), (d), 0xca) /* b ? c : d */
+#define V16_G(b, c, d) _mm512_ternarylogic_epi32((d), (b), (c), 0xca) /* d ? b : c */
+#define V16_H(b, c, d) _mm512_ternarylogic_epi32((b), (c), (d), 0x96) /* b ^ c ^ d */
+#define V16_I(b, c, d) _mm512_ternarylogic_epi32((b), (c), (d), 0x39) /* c ^ (b | ~d) */
+#define V16_STEP(fn, a, b, c, d, i, s)                                                              \
+    a = _mm512_add_epi32(                                                                           \
+        b, _mm512_rol_epi32(_mm512_add_epi32(_mm512_add_epi32(a, fn(b, c, d)),                      \
+                                             _mm512_add_epi32(w[MD5_WORD[i]],                       \
+                                                              _mm512_set1_epi32((int)MD5_T[i]))), \
+                            s))
+#define V16_FOUR(fn, i, s0, s1, s2, s3)    \
+    V16_STEP(fn, a, b, c, d, i, s0);       \
+    V16_STEP(fn, d, a, b, c, (i) + 1, s1); \
+    V16_STEP(fn, c, d, a, b, (i) + 2, s2); \
+    V16_STEP(fn, b, c, d, a, (i) + 3, s3)
+
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx2")))
+
+/* Rows r[0..15] (one lane's 16 message words each) -> w[j] = word j of every lane. */
+AVX512_TARGET static void transpose16(const __m512i *r, __m512i *w)
+{
+    int g, m;
+    __m512i x[4][4];
+    for (g = 0; g < 4; g++) { /* per 128-bit lane: 4x4 transposes of rows 4g..4g+3 */
+        __m512i t0 = _mm512_unpacklo_epi32(r[4 * g], r[4 * g + 1]);
+        __m512i t1 = _mm512_unpackhi_epi32(r[4 * g], r[4 * g + 1]);
+        __m512i t2 = _mm512_unpacklo_epi32(r[4 * g + 2], r[4 * g + 3]);
+        __m512i t3 = _mm512_unpackhi_epi32(r[4 * g + 2], r[4 * g + 3]);
+        x[g][0] = _mm512_unpacklo_epi64(t0, t2);
+        x[g][1] = _mm512_unpackhi_epi64(t0, t2);
+        x[g][2] = _mm512_unpacklo_epi64(t1, t3);
+        x[g][3] = _mm512_unpackhi_epi64(t1, t3);
+    }
+    for (m = 0; m < 4; m++) { /* then a 4x4 transpose of the 128-bit lanes */
+        __m512i p0 = _mm512_shuffle_i32x4(x[0][m], x[1][m], 0x44);
+        __m512i p1 = _mm512_shuffle_i32x4(x[0][m], x[1][m], 0xee);
+        __m512i p2 = _mm512_shuffle_i32x4(x[2][m], x[3][m], 0x44);
+        __m512i p3 = _mm512_shuffle_i32x4(x[2][m], x[3][m], 0xee);
+        w[m] = _mm512_shuffle_i32x4(p0, p2, 0x88);
+        w[m + 4] = _mm512_shuffle_i32x4(p0, p2, 0xdd);
+        w[m + 8] = _mm512_shuffle_i32x4(p1, p3, 0x88);
+        w[m + 12] = _mm512_shuffle_i32x4(p1, p3, 0xdd);
+    }
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    size_t block;  /* index of the block to do next */
+    size_t blocks; /* full blocks plus padded tail blocks */
+    uint8_t *out;  /* NULL: idle lane */
+} Md5Lane16;
+
+static void md5_lane16_start(Md5Lane16 *lane, const Job *job)
+{
+    lane->p = job->p;
+    lane->n = job->n;
+    lane->block = 0;
+    lane->blocks = job->n / 64 + ((job->n % 64) < 56 ? 1 : 2);
+    lane->out = job->out;
+}
+
+/* The lane's current 64-byte block: message bytes, or its padded tail. */
+AVX512_TARGET static inline __m512i md5_lane16_block(const Md5Lane16 *lane)
+{
+    size_t full = lane->n / 64, rest = lane->n % 64;
+    __m512i block;
+    if (lane->block < full) return _mm512_loadu_si512((const void *)(lane->p + 64 * lane->block));
+    if (lane->block == full) {
+        __mmask64 take = rest ? (~(__mmask64)0 >> (64 - rest)) : 0;
+        block = _mm512_maskz_loadu_epi8(take, lane->p + 64 * full);
+        block = _mm512_or_si512(block, _mm512_maskz_set1_epi8((__mmask64)1 << rest, (char)0x80));
+        if (rest >= 56) return block;
+    } else {
+        block = _mm512_setzero_si512();
+    }
+    return _mm512_mask_set1_epi64(block, 0x80, (long long)((uint64_t)lane->n * 8u)); /* bit length */
+}
+
+AVX512_TARGET static void md5_jobs_avx512(const Job *jobs, size_t count)
+{
+    Md5Lane16 lanes[16];
+    uint32_t words[4][16] __attribute__((aligned(64)));
+    const __m512i init_a = _mm512_set1_epi32((int)MD5_INIT[0]), init_b = _mm512_set1_epi32((int)MD5_INIT[1]);
+    const __m512i init_c = _mm512_set1_epi32((int)MD5_INIT[2]), init_d = _mm512_set1_epi32((int)MD5_INIT[3]);
+    __m512i sa = init_a, sb = init_b, sc = init_c, sd = init_d;
+    size_t next_job = 0;
+    int active = 0, j, k;
+
+    for (j = 0; j < 16; j++) {
+        lanes[j].out = NULL;
+        if (next_job < count) {
+            md5_lane16_start(&lanes[j], &jobs[next_job++]);
+            active++;
+        }
+    }
+    while (active > 0) {
+        __m512i rows[16], w[16], a, b, c, d;
+        __mmask16 finished = 0;
+        if (next_job >= count && active <= 4) {
+            /* A few lanes left busy (say, long messages): scalar is faster than
+             * sixteen lanes of mostly nothing. */
+            _mm512_store_si512((void *)words[0], sa);
+            _mm512_store_si512((void *)words[1], sb);
+            _mm512_store_si512((void *)words[2], sc);
+            _mm512_store_si512((void *)words[3], sd);
+            for (j = 0; j < 16; j++) {
+                Md5Lane16 *lane = &lanes[j];
+                uint32_t state[4];
+                uint8_t tail[128];
+                size_t full = lane->n / 64;
+                int tail_blocks;
+                if (lane->out == NULL) continue;
+                for (k = 0; k < 4; k++) state[k] = words[k][j];
+                if (lane->block < full) md5_blocks(state, lane->p + 64 * lane->block, full - lane->block);
+                tail_blocks = padded_tail(&ALGOS[ALGO_MD5], lane->p, lane->n, tail);
+                {
+                    size_t done_tail = lane->block > full ? lane->block - full : 0;
+                    md5_blocks(state, tail + 64 * done_tail, (size_t)tail_blocks - done_tail);
+                }
+                for (k = 0; k < 4; k++) store_le32(lane->out + 4 * k, state[k]);
+            }
+            return;
+        }
+        for (j = 0; j < 16; j++) rows[j] = lanes[j].out ? md5_lane16_block(&lanes[j]) : _mm512_setzero_si512();
+        transpose16(rows, w);
+        a = sa;
+        b = sb;
+        c = sc;
+        d = sd;
+        V16_FOUR(V16_F, 0, 7, 12, 17, 22); V16_FOUR(V16_F, 4, 7, 12, 17, 22);
+        V16_FOUR(V16_F, 8, 7, 12, 17, 22); V16_FOUR(V16_F, 12, 7, 12, 17, 22);
+        V16_FOUR(V16_G, 16, 5, 9, 14, 20); V16_FOUR(V16_G, 20, 5, 9, 14, 20);
+        V16_FOUR(V16_G, 24, 5, 9, 14, 20); V16_FOUR(V16_G, 28, 5, 9, 14, 20);
+        V16_FOUR(V16_H, 32, 4, 11, 16, 23); V16_FOUR(V16_H, 36, 4, 11, 16, 23);
+        V16_FOUR(V16_H, 40, 4, 11, 16, 23); V16_FOUR(V16_H, 44, 4, 11, 16, 23);
+        V16_FOUR(V16_I, 48, 6, 10, 15, 21); V16_FOUR(V16_I, 52, 6, 10, 15, 21);
+        V16_FOUR(V16_I, 56, 6, 10, 15, 21); V16_FOUR(V16_I, 60, 6, 10, 15, 21);
+        sa = _mm512_add_epi32(sa, a);
+        sb = _mm512_add_epi32(sb, b);
+        sc = _mm512_add_epi32(sc, c);
+        sd = _mm512_add_epi32(sd, d);
+        for (j = 0; j < 16; j++) {
+            if (lanes[j].out != NULL && ++lanes[j].block == lanes[j].blocks) finished |= (__mmask16)(1u << j);
+        }
+        if (!finished) continue;
+        _mm512_store_si512((void *)words[0], sa);
+        _mm512_store_si512((void *)words[1], sb);
+        _mm512_store_si512((void *)words[2], sc);
+        _mm512_store_si512((void *)words[3], sd);
+        for (j = 0; j < 16; j++) {
+            Md5Lane16 *lane = &lanes[j];
+            if (!((finished >> j) & 1)) continue;
+            for (k = 0; k < 4; k++) store_le32(lane->out + 4 * k, words[k][j]);
+            lane->out = NULL;
+            active--;
+            if (next_job < count) {
+                md5_lane16_start(lane, &jobs[next_job++]);
+                active++;
+            }
+        }
+        sa = _mm512_mask_mov_epi32(sa, finished, init_a);
+        sb = _mm512_mask_mov_epi32(sb, finished, init_b);
+        sc = _mm512_mask_mov_epi32(sc, finished, init_c);
+        sd = _mm512_mask_mov_epi32(sd, finished, init_d);
+    }
+}
+
 /* --- SHA-256 with the SHA extensions -----------------------------------
  * State lives in two registers as the instructions want it: ABEF and CDGH
  * (A in the highest dword). Each SHA256RNDS2 does two rounds; message words
@@ -723,11 +902,15 @@ static void digest_jobs(int algo_id, const Job *jobs, size_t count)
     BlocksFn blocks_fn = algo->blocks;
     size_t i;
 #if SAFESET_X86
-    if (USE_ACCELERATED && algo_id == ALGO_MD5 && HAVE_AVX2) {
+    if (algo_id == ALGO_MD5 && HAVE_AVX512 && SIMD_LIMIT >= 2) {
+        md5_jobs_avx512(jobs, count);
+        return;
+    }
+    if (algo_id == ALGO_MD5 && HAVE_AVX2 && SIMD_LIMIT >= 1) {
         md5_jobs_avx2(jobs, count);
         return;
     }
-    if (USE_ACCELERATED && HAVE_SHA_NI) {
+    if (HAVE_SHA_NI && SIMD_LIMIT >= 1) {
         if (algo_id == ALGO_SHA256) blocks_fn = sha256_blocks_ni;
         if (algo_id == ALGO_SHA1) blocks_fn = sha1_blocks_ni;
     }
@@ -1319,14 +1502,110 @@ static int is_plainly_canonical(const uint8_t *p, size_t n)
     return path_and_query_are_plain(p + i, n - i);
 }
 
-PyDoc_STRVAR(canonical_urls_doc,
-"canonical_urls(validity, offsets, data, offset, length, large)\n"
-"  -> (offsets | None, data | None, changed, fallback_rows)\n\n"
-"Canonical form of each URL. offsets (int64) and data are None when no row\n"
-"changed and none needs Python. changed: one byte per row. fallback_rows:\n"
-"int64 indices of rows left empty here, for Python to fill (non-ASCII hosts).");
+#if SAFESET_X86
+/* is_plainly_canonical for URLs of up to 128 bytes, with AVX-512 byte masks:
+ * every byte class the test looks at is found for the whole URL at once, and
+ * the answer comes from a few bit operations on those masks. Same answers as
+ * is_plainly_canonical (the tests compare both); longer URLs go there. */
+typedef unsigned __int128 Mask128;
 
-enum { ROW_SAME = 0, ROW_CHANGED = 1, ROW_FALLBACK = 2 };
+AVX512_TARGET static inline Mask128 byte_mask2(__m512i lo, __m512i hi, char c)
+{
+    const __m512i wanted = _mm512_set1_epi8(c);
+    return (Mask128)_mm512_cmpeq_epi8_mask(lo, wanted) | ((Mask128)_mm512_cmpeq_epi8_mask(hi, wanted) << 64);
+}
+
+AVX512_TARGET static inline Mask128 range_mask2(__m512i lo, __m512i hi, uint8_t first, uint8_t last)
+{
+    const __m512i base = _mm512_set1_epi8((char)first), span = _mm512_set1_epi8((char)(last - first));
+    return (Mask128)_mm512_cmple_epu8_mask(_mm512_sub_epi8(lo, base), span) |
+           ((Mask128)_mm512_cmple_epu8_mask(_mm512_sub_epi8(hi, base), span) << 64);
+}
+
+static inline Mask128 bits_from(size_t k) /* bits k..127 */
+{
+    return k >= 128 ? 0 : (~(Mask128)0) << k;
+}
+
+static inline size_t lowest_bit(Mask128 m)
+{
+    uint64_t low = (uint64_t)m;
+    return low ? (size_t)__builtin_ctzll(low) : 64 + (size_t)__builtin_ctzll((uint64_t)(m >> 64));
+}
+
+AVX512_TARGET static int is_plainly_canonical_avx512(const uint8_t *p, size_t n)
+{
+    size_t i = 1, authority, stop, host_end, query;
+    __mmask64 take_lo, take_hi, take_next_lo, take_next_hi;
+    __m512i lo, hi, next_lo, next_hi;
+    Mask128 in_url, colons, plain_host, slash_dots, stops;
+    if (n == 0 || n > 128) return is_plainly_canonical(p, n);
+    if (is_c0_or_space(p[0]) || is_c0_or_space(p[n - 1])) return 0;
+    if (!(p[0] >= 'a' && p[0] <= 'z')) return !(p[0] >= 'A' && p[0] <= 'Z'); /* no scheme: as is */
+    while (i < n && SCHEME_CHAR[p[i]]) {
+        if (p[i] >= 'A' && p[i] <= 'Z') return 0;
+        i++;
+    }
+    if (!(n - i >= 3 && p[i] == ':' && p[i + 1] == '/' && p[i + 2] == '/')) return 1;
+    authority = i + 3;
+
+    take_lo = n >= 64 ? ~(__mmask64)0 : (~(__mmask64)0 >> (64 - n));
+    take_hi = n > 64 ? (~(__mmask64)0 >> (128 - n)) : 0;
+    take_next_lo = n - 1 >= 64 ? ~(__mmask64)0 : (n > 1 ? ~(__mmask64)0 >> (65 - n) : 0);
+    take_next_hi = n - 1 > 64 ? (~(__mmask64)0 >> (129 - n)) : 0;
+    lo = _mm512_maskz_loadu_epi8(take_lo, p);
+    hi = _mm512_maskz_loadu_epi8(take_hi, p + 64);
+    next_lo = _mm512_maskz_loadu_epi8(take_next_lo, p + 1);
+    next_hi = _mm512_maskz_loadu_epi8(take_next_hi, p + 65);
+    in_url = ~bits_from(n);
+
+    /* Host bytes the canonical form keeps: printable ASCII but upper case and / ? # % @ [ : */
+    plain_host = range_mask2(lo, hi, 0x21, 0x7e) & ~range_mask2(lo, hi, 'A', 'Z') & ~byte_mask2(lo, hi, '/') &
+                 ~byte_mask2(lo, hi, '?') & ~byte_mask2(lo, hi, '#') & ~byte_mask2(lo, hi, '%') &
+                 ~byte_mask2(lo, hi, '@') & ~byte_mask2(lo, hi, '[');
+    colons = byte_mask2(lo, hi, ':');
+    /* The authority ends at the first byte that is neither plain nor ':'; it must be '/'. */
+    stops = ~(plain_host | colons) & in_url & bits_from(authority);
+    if (!stops) return 0; /* no path: it becomes "/" */
+    stop = lowest_bit(stops);
+    if (p[stop] != '/') return 0; /* userinfo, IPv6, escape, upper case, non-ASCII, '?' ... */
+    colons &= bits_from(authority) & ~bits_from(stop);
+    host_end = colons ? lowest_bit(colons) : stop;
+    if (host_end > authority && p[host_end - 1] == '.') return 0;
+    if (colons && is_default_port(p, authority - 3, p + host_end + 1, stop - host_end - 1)) return 0;
+
+    /* Path and query: no escapes or fragment; no "." or ".." segment before the query. */
+    if ((byte_mask2(lo, hi, '%') | byte_mask2(lo, hi, '#')) & in_url & bits_from(stop)) return 0;
+    {
+        Mask128 questions = byte_mask2(lo, hi, '?') & in_url & bits_from(stop);
+        query = questions ? lowest_bit(questions) : n;
+    }
+    slash_dots = byte_mask2(lo, hi, '/') & byte_mask2(next_lo, next_hi, '.') & bits_from(stop) & ~bits_from(query);
+    while (slash_dots) {
+        size_t at = lowest_bit(slash_dots);
+        if (is_dot_segment_at(p + at, n - at)) return 0;
+        slash_dots &= slash_dots - 1;
+    }
+    return 1;
+}
+#endif
+
+/* The fastest is_plainly_canonical this CPU has. */
+static inline int url_is_plainly_canonical(const uint8_t *p, size_t n)
+{
+#if SAFESET_X86
+    if (HAVE_AVX512 && SIMD_LIMIT >= 2) return is_plainly_canonical_avx512(p, n);
+#endif
+    return is_plainly_canonical(p, n);
+}
+
+PyDoc_STRVAR(canonical_changes_doc,
+"canonical_changes(validity, offsets, data, offset, length, large)\n"
+"  -> (rows, offsets, data, fallback_rows)\n\n"
+"The rows whose canonical form differs from the raw text, and that form:\n"
+"rows (int64, ascending), offsets (int64, len(rows) + 1) and data of the\n"
+"canonical text of those rows only. fallback_rows (int64): rows this code\n"
+"leaves to Python (non-ASCII hosts). Nulls are never changed.");
 
 /* One scratch buffer kept between calls (taken and given back under the GIL),
  * so batches do not pay for fresh pages every time. */
@@ -1351,197 +1630,148 @@ static void scratch_give_back(ByteBuffer buffer)
     }
 }
 
-static PyObject *native_canonical_urls(PyObject *self, PyObject *args)
+static int bytebuffer_push64(ByteBuffer *buffer, int64_t value)
 {
-    PyObject *validity, *offsets, *data, *offsets_bytes = NULL, *changed_bytes = NULL, *result = NULL;
-    PyObject *data_bytes = NULL, *fallback_bytes = NULL;
+    if (bytebuffer_reserve(buffer, 8) < 0) return -1;
+    memcpy(buffer->bytes + buffer->used, &value, 8);
+    buffer->used += 8;
+    return 0;
+}
+
+static PyObject *bytes_of(const ByteBuffer *buffer)
+{
+    return PyBytes_FromStringAndSize(buffer->bytes ? (const char *)buffer->bytes : "", (Py_ssize_t)buffer->used);
+}
+
+static PyObject *native_canonical_changes(PyObject *self, PyObject *args)
+{
+    PyObject *validity, *offsets, *data, *result = NULL;
     Py_ssize_t offset, length, i;
     int large, failed = 0;
-    size_t changed_rows = 0, total = 0;
     Column col;
-    ByteBuffer changed_text, fallback = {NULL, 0, 0}; /* changed rows' text in row order; fallback rows */
-    int64_t *out_offsets;
-    uint8_t *row_state;
+    /* text: canonical text of changed rows; rows, ends: their row and end offset (int64) */
+    ByteBuffer text, rows = {NULL, 0, 0}, ends = {NULL, 0, 0}, fallback = {NULL, 0, 0};
     (void)self;
 
     if (!PyArg_ParseTuple(args, "OOOnnp", &validity, &offsets, &data, &offset, &length, &large)) return NULL;
     if (column_open(&col, validity, offsets, data, offset, length, large) < 0) return NULL;
-    offsets_bytes = PyBytes_FromStringAndSize(NULL, (length + 1) * 8);
-    changed_bytes = PyBytes_FromStringAndSize(NULL, length);
-    if (offsets_bytes == NULL || changed_bytes == NULL) {
-        Py_XDECREF(offsets_bytes);
-        Py_XDECREF(changed_bytes);
-        column_close(&col);
-        return NULL;
-    }
-    out_offsets = (int64_t *)PyBytes_AS_STRING(offsets_bytes);
-    row_state = (uint8_t *)PyBytes_AS_STRING(changed_bytes);
-    changed_text = scratch_take();
-
-    /* Pass 1: classify each row, keeping the text of changed rows only.
-     * out_offsets[i + 1] holds row i's output length for now. */
+    text = scratch_take();
     Py_BEGIN_ALLOW_THREADS
-    out_offsets[0] = 0;
-    for (i = 0; i < length; i++) {
+    failed = bytebuffer_push64(&ends, 0);
+    for (i = 0; i < length && !failed; i++) {
         size_t n, written;
         const uint8_t *p;
         int64_t start;
-        row_state[i] = ROW_SAME;
-        out_offsets[i + 1] = 0;
         if (!column_is_valid(&col, i)) continue;
         start = column_start(&col, i);
         p = col.data ? col.data + start : (const uint8_t *)"";
         n = (size_t)(column_end(&col, i) - start);
-        out_offsets[i + 1] = (int64_t)n;
-        total += n;
-        if (is_plainly_canonical(p, n)) continue;
-        if (bytebuffer_reserve(&changed_text, 3 * n + CANON_SLACK) < 0) {
+        if (url_is_plainly_canonical(p, n)) continue;
+        if (bytebuffer_reserve(&text, 3 * n + CANON_SLACK) < 0) {
             failed = 1;
             break;
         }
-        written = canonical_url_one(p, n, changed_text.bytes + changed_text.used);
+        written = canonical_url_one(p, n, text.bytes + text.used);
         if (written == CANON_FALLBACK) {
-            int64_t row = (int64_t)i;
-            if (bytebuffer_reserve(&fallback, 8) < 0) {
-                failed = 1;
-                break;
-            }
-            memcpy(fallback.bytes + fallback.used, &row, 8);
-            fallback.used += 8;
-            row_state[i] = ROW_FALLBACK;
-            out_offsets[i + 1] = 0;
-            total -= n;
-        } else if (written != n || memcmp(p, changed_text.bytes + changed_text.used, n) != 0) {
-            row_state[i] = ROW_CHANGED;
-            changed_rows++;
-            changed_text.used += written;
-            out_offsets[i + 1] = (int64_t)written;
-            total = total - n + written;
+            failed = bytebuffer_push64(&fallback, (int64_t)i);
+        } else if (written != n || memcmp(p, text.bytes + text.used, n) != 0) {
+            text.used += written;
+            failed = bytebuffer_push64(&rows, (int64_t)i) || bytebuffer_push64(&ends, (int64_t)text.used);
         }
     }
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_NoMemory();
-        goto done;
+    } else {
+        result = Py_BuildValue("(NNNN)", bytes_of(&rows), bytes_of(&ends), bytes_of(&text), bytes_of(&fallback));
     }
-    fallback_bytes = PyBytes_FromStringAndSize((const char *)fallback.bytes, (Py_ssize_t)fallback.used);
-    if (fallback_bytes == NULL) goto done;
-    if (changed_rows == 0 && fallback.used == 0) {
-        for (i = 0; i < length; i++) row_state[i] = 0;
-        result = Py_BuildValue("(OOOO)", Py_None, Py_None, changed_bytes, fallback_bytes);
-        goto done;
-    }
-    /* Pass 2: lay out every row's text in the result. */
-    data_bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
-    if (data_bytes == NULL) goto done;
-    {
-        uint8_t *text = (uint8_t *)PyBytes_AS_STRING(data_bytes);
-        size_t cursor = 0, used = 0;
-        Py_BEGIN_ALLOW_THREADS
-        for (i = 0; i < length; i++) {
-            size_t n = (size_t)out_offsets[i + 1];
-            if (row_state[i] == ROW_CHANGED) {
-                memcpy(text + used, changed_text.bytes + cursor, n);
-                cursor += n;
-            } else if (n) {
-                memcpy(text + used, col.data + column_start(&col, i), n);
-            }
-            used += n;
-            out_offsets[i + 1] = (int64_t)used;
-            row_state[i] = row_state[i] == ROW_CHANGED;
-        }
-        Py_END_ALLOW_THREADS
-    }
-    result = Py_BuildValue("(OOOO)", offsets_bytes, data_bytes, changed_bytes, fallback_bytes);
-done:
-    scratch_give_back(changed_text);
+    scratch_give_back(text);
+    free(rows.bytes);
+    free(ends.bytes);
     free(fallback.bytes);
-    Py_XDECREF(offsets_bytes);
-    Py_XDECREF(data_bytes);
-    Py_XDECREF(changed_bytes);
-    Py_XDECREF(fallback_bytes);
     column_close(&col);
     return result;
 }
 
-PyDoc_STRVAR(splice_strings_doc,
-"splice_strings(offsets, data, rows, values) -> (offsets, data)\n\n"
-"Put values[k] (bytes) at row rows[k] of an int64-offsets string layout whose\n"
-"rows `rows` (ascending int64) are empty.");
+PyDoc_STRVAR(replace_rows_doc,
+"replace_rows(validity, offsets, data, offset, length, large, rows, new_offsets, new_data)\n"
+"  -> (offsets, data)\n\n"
+"An int64-offsets string layout of every row of the column, where row\n"
+"rows[k] (int64, ascending, in range) holds new_data[new_offsets[k]:\n"
+"new_offsets[k + 1]] instead. Null rows come out empty.");
 
-static PyObject *native_splice_strings(PyObject *self, PyObject *args)
+static PyObject *native_replace_rows(PyObject *self, PyObject *args)
 {
-    PyObject *offsets_object, *data_object, *rows_object, *values, *result = NULL;
-    PyObject *new_offsets = NULL, *new_data = NULL;
-    Py_buffer offsets_view, data_view, rows_view;
-    Py_ssize_t n, row_count, k, extra = 0;
+    PyObject *validity, *offsets, *data, *result = NULL;
+    PyObject *out_offsets_bytes = NULL, *out_data_bytes = NULL;
+    Py_ssize_t offset, length, count, k;
+    int large;
+    Column col;
+    Py_buffer rows_view, new_offsets_view, new_data_view;
+    const int64_t *rows, *new_offsets;
+    int64_t total = 0;
     (void)self;
 
-    if (!PyArg_ParseTuple(args, "OOOO!", &offsets_object, &data_object, &rows_object, &PyList_Type, &values))
+    if (!PyArg_ParseTuple(args, "OOOnnpy*y*y*", &validity, &offsets, &data, &offset, &length, &large,
+                          &rows_view, &new_offsets_view, &new_data_view))
         return NULL;
-    if (PyObject_GetBuffer(offsets_object, &offsets_view, PyBUF_SIMPLE) < 0) return NULL;
-    if (PyObject_GetBuffer(data_object, &data_view, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&offsets_view);
-        return NULL;
+    if (column_open(&col, validity, offsets, data, offset, length, large) < 0) goto release;
+    count = rows_view.len / 8;
+    rows = (const int64_t *)rows_view.buf;
+    new_offsets = (const int64_t *)new_offsets_view.buf;
+    if (rows_view.len % 8 || new_offsets_view.len != (count + 1) * 8 || new_offsets[0] != 0 ||
+        new_offsets[count] != (int64_t)new_data_view.len) {
+        PyErr_SetString(PyExc_ValueError, "replace_rows: rows and new offsets disagree");
+        goto close;
     }
-    if (PyObject_GetBuffer(rows_object, &rows_view, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&data_view);
-        PyBuffer_Release(&offsets_view);
-        return NULL;
+    for (k = 0; k < count; k++) {
+        if (rows[k] < 0 || rows[k] >= length || (k > 0 && rows[k] <= rows[k - 1]) ||
+            new_offsets[k + 1] < new_offsets[k]) {
+            PyErr_SetString(PyExc_ValueError, "replace_rows: rows must be ascending and in range");
+            goto close;
+        }
     }
-    n = offsets_view.len / 8 - 1;
-    row_count = rows_view.len / 8;
+    for (k = 0, total = new_offsets[count]; k < length; k++) {
+        if (column_is_valid(&col, k)) total += column_end(&col, k) - column_start(&col, k);
+    }
+    for (k = 0; k < count; k++) {
+        if (column_is_valid(&col, rows[k])) total -= column_end(&col, rows[k]) - column_start(&col, rows[k]);
+    }
+    out_offsets_bytes = PyBytes_FromStringAndSize(NULL, (length + 1) * 8);
+    out_data_bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out_offsets_bytes == NULL || out_data_bytes == NULL) goto close;
     {
-        const int64_t *offsets = (const int64_t *)offsets_view.buf;
-        const int64_t *rows = (const int64_t *)rows_view.buf;
-        const uint8_t *data = (const uint8_t *)data_view.buf;
-        int64_t *out_offsets;
-        uint8_t *out;
-        Py_ssize_t row, next = 0, o = 0;
-
-        if (n < 0 || PyList_GET_SIZE(values) != row_count || offsets[n] != data_view.len) {
-            PyErr_SetString(PyExc_ValueError, "splice_strings: inconsistent arguments");
-            goto done;
-        }
-        for (k = 0; k < row_count; k++) {
-            PyObject *value = PyList_GET_ITEM(values, k);
-            if (!PyBytes_Check(value)) {
-                PyErr_SetString(PyExc_TypeError, "splice_strings: values must be bytes");
-                goto done;
-            }
-            if (rows[k] < 0 || rows[k] >= n || (k > 0 && rows[k] <= rows[k - 1])) {
-                PyErr_SetString(PyExc_ValueError, "splice_strings: rows must be ascending and in range");
-                goto done;
-            }
-            extra += PyBytes_GET_SIZE(value);
-        }
-        new_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 8);
-        new_data = PyBytes_FromStringAndSize(NULL, data_view.len + extra);
-        if (new_offsets == NULL || new_data == NULL) goto done;
-        out_offsets = (int64_t *)PyBytes_AS_STRING(new_offsets);
-        out = (uint8_t *)PyBytes_AS_STRING(new_data);
+        int64_t *out_offsets = (int64_t *)PyBytes_AS_STRING(out_offsets_bytes);
+        uint8_t *out = (uint8_t *)PyBytes_AS_STRING(out_data_bytes);
+        const uint8_t *replacements = (const uint8_t *)new_data_view.buf;
+        int64_t used = 0;
+        Py_ssize_t next = 0;
+        Py_BEGIN_ALLOW_THREADS
         out_offsets[0] = 0;
-        for (row = 0; row < n; row++) {
-            if (next < row_count && rows[next] == row) {
-                PyObject *value = PyList_GET_ITEM(values, next);
-                memcpy(out + o, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value));
-                o += PyBytes_GET_SIZE(value);
+        for (k = 0; k < length; k++) {
+            if (next < count && rows[next] == k) {
+                int64_t n = new_offsets[next + 1] - new_offsets[next];
+                memcpy(out + used, replacements + new_offsets[next], (size_t)n);
+                used += n;
                 next++;
-            } else {
-                Py_ssize_t length = (Py_ssize_t)(offsets[row + 1] - offsets[row]);
-                memcpy(out + o, data + offsets[row], (size_t)length);
-                o += length;
+            } else if (column_is_valid(&col, k)) {
+                int64_t start = column_start(&col, k), n = column_end(&col, k) - start;
+                if (n) memcpy(out + used, col.data + start, (size_t)n);
+                used += n;
             }
-            out_offsets[row + 1] = o;
+            out_offsets[k + 1] = used;
         }
-        result = Py_BuildValue("(OO)", new_offsets, new_data);
+        Py_END_ALLOW_THREADS
     }
-done:
-    Py_XDECREF(new_offsets);
-    Py_XDECREF(new_data);
+    result = Py_BuildValue("(OO)", out_offsets_bytes, out_data_bytes);
+close:
+    Py_XDECREF(out_offsets_bytes);
+    Py_XDECREF(out_data_bytes);
+    column_close(&col);
+release:
     PyBuffer_Release(&rows_view);
-    PyBuffer_Release(&data_view);
-    PyBuffer_Release(&offsets_view);
+    PyBuffer_Release(&new_offsets_view);
+    PyBuffer_Release(&new_data_view);
     return result;
 }
 
@@ -1623,8 +1853,9 @@ static PyObject *native_features(PyObject *self, PyObject *args)
 {
     (void)self;
     (void)args;
-    return Py_BuildValue("{s:O,s:O,s:O}", "avx2", HAVE_AVX2 ? Py_True : Py_False, "sha_ni",
-                         HAVE_SHA_NI ? Py_True : Py_False, "accelerated", USE_ACCELERATED ? Py_True : Py_False);
+    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:i}", "avx2", HAVE_AVX2 ? Py_True : Py_False, "avx512",
+                         HAVE_AVX512 ? Py_True : Py_False, "sha_ni", HAVE_SHA_NI ? Py_True : Py_False,
+                         "accelerated", SIMD_LIMIT > 0 ? Py_True : Py_False, "simd_limit", SIMD_LIMIT);
 }
 
 static PyObject *native_use_accelerated(PyObject *self, PyObject *args)
@@ -1632,11 +1863,40 @@ static PyObject *native_use_accelerated(PyObject *self, PyObject *args)
     int flag;
     (void)self;
     if (!PyArg_ParseTuple(args, "p", &flag)) return NULL;
-    USE_ACCELERATED = flag;
+    SIMD_LIMIT = flag ? 2 : 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *native_limit_simd(PyObject *self, PyObject *args)
+{
+    int level;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "i", &level)) return NULL;
+    if (level < 0 || level > 2) {
+        PyErr_SetString(PyExc_ValueError, "limit_simd: 0 (portable), 1 (AVX2, SHA extensions) or 2 (AVX-512)");
+        return NULL;
+    }
+    SIMD_LIMIT = level;
     Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ bitmap prefilter */
+
+/* How many rows ahead the bitmap probe prefetches: enough cache misses in
+ * flight to cover a trip to memory, on a bitmap of tens of megabytes. */
+#define PROBE_AHEAD 24
+
+/* A key's first 8 bytes as a big-endian number. */
+static inline uint64_t key_prefix(const uint8_t *key)
+{
+    uint64_t word;
+    memcpy(&word, key, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return word;
+#else
+    return __builtin_bswap64(word);
+#endif
+}
 
 PyDoc_STRVAR(bitmap_candidates_doc,
 "bitmap_candidates(keys, key_size, bitmap, shift, valid) -> bytes\n\n"
@@ -1683,17 +1943,11 @@ static PyObject *native_bitmap_candidates(PyObject *self, PyObject *args)
     {
         const uint8_t *k = (const uint8_t *)keys.buf;
         for (i = 0; i < n; i++) {
-            uint64_t prefix = 0, slot;
-            int b;
-            if (i + 8 < n) { /* start the next lookups' cache misses early */
-                const uint8_t *ahead = k + (size_t)(i + 8) * (size_t)key_size;
-                uint64_t ahead_prefix = 0;
-                for (b = 0; b < 8; b++) ahead_prefix = (ahead_prefix << 8) | ahead[b];
-                __builtin_prefetch(words + ((ahead_prefix >> shift) >> 6));
-            }
+            uint64_t slot;
+            if (i + PROBE_AHEAD < n) /* start the next lookups' cache misses early */
+                __builtin_prefetch(words + ((key_prefix(k + (size_t)(i + PROBE_AHEAD) * (size_t)key_size) >> shift) >> 6));
             if (flags != NULL && !flags[i]) continue;
-            for (b = 0; b < 8; b++) prefix = (prefix << 8) | k[(size_t)i * (size_t)key_size + (size_t)b];
-            slot = prefix >> shift;
+            slot = key_prefix(k + (size_t)i * (size_t)key_size) >> shift;
             if ((words[slot >> 6] >> (slot & 63)) & 1) rows[found++] = i;
         }
     }
@@ -1711,13 +1965,15 @@ static PyMethodDef native_methods[] = {
     {"digest", native_digest, METH_VARARGS, digest_doc},
     {"hex_decode", native_hex_decode, METH_VARARGS, hex_decode_doc},
     {"hex_encode", native_hex_encode, METH_VARARGS, hex_encode_doc},
-    {"canonical_urls", native_canonical_urls, METH_VARARGS, canonical_urls_doc},
-    {"splice_strings", native_splice_strings, METH_VARARGS, splice_strings_doc},
+    {"canonical_changes", native_canonical_changes, METH_VARARGS, canonical_changes_doc},
+    {"replace_rows", native_replace_rows, METH_VARARGS, replace_rows_doc},
     {"hosts", native_hosts, METH_VARARGS, hosts_doc},
     {"bitmap_candidates", native_bitmap_candidates, METH_VARARGS, bitmap_candidates_doc},
     {"features", native_features, METH_NOARGS, "CPU features found and whether they are used."},
     {"use_accelerated", native_use_accelerated, METH_VARARGS,
-     "use_accelerated(flag): use SIMD/SHA-extension digests when available (tests turn it off)."},
+     "use_accelerated(flag): use SIMD/SHA-extension code when available (tests turn it off)."},
+    {"limit_simd", native_limit_simd, METH_VARARGS,
+     "limit_simd(level): use SIMD code up to 0 (none), 1 (AVX2, SHA extensions) or 2 (AVX-512)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from safeset.datasets.base import Batch, Columns
 from safeset.signals import kernels
 from safeset.signals.perceptual import PDQQueries, pdq_queries
-from safeset.signals.url import canonical_url_array, host_array
+from safeset.signals.url import canonical_changes, host_array, with_rows_replaced
 
 DIGEST_SIZES = {"md5": 16, "sha1": 20, "sha256": 32}
 
@@ -46,20 +46,34 @@ class RowSignals:
 
     @cached_property
     def url(self) -> pa.Array | None:
-        return self._text_column(self.columns.url)
+        column = self._text_column(self.columns.url)
+        return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
     @cached_property
-    def _canonical(self) -> tuple[pa.Array, np.ndarray]:
-        return canonical_url_array(self.url)
+    def _canonical_changes(self) -> tuple[np.ndarray, pa.Array]:
+        """Rows whose canonical URL differs from the raw one, and their canonical text."""
+        return canonical_changes(self.url)
 
-    @property
+    @cached_property
     def url_canonical(self) -> pa.Array:
-        return self._canonical[0]
+        """Every row's canonical URL (built only when a bank needs them all: `url`, `domain`)."""
+        rows, values = self._canonical_changes
+        return with_rows_replaced(self.url, rows, values) if len(rows) else self.url
 
-    @property
+    def canonical_at(self, row: int) -> str | None:
+        """One row's canonical URL, without building the whole column."""
+        rows, values = self._canonical_changes
+        at = int(np.searchsorted(rows, row))
+        if at < len(rows) and rows[at] == row:
+            return values[at].as_py()
+        return self.url[row].as_py()
+
+    @cached_property
     def url_changed(self) -> np.ndarray:
         """Rows whose canonical URL differs from the raw string."""
-        return self._canonical[1]
+        changed = np.zeros(self.num_rows, dtype=np.bool_)
+        changed[self._canonical_changes[0]] = True
+        return changed
 
     @cached_property
     def url_valid(self) -> np.ndarray:
@@ -77,12 +91,20 @@ class RowSignals:
                 self._cache[key] = (kernels.digest_array(self.url, algo), self.url_valid)
             else:
                 raw, valid = self.url_digest(algo, "raw")
-                changed = np.flatnonzero(self.url_changed & valid)
+                rows, changed = self.changed_url_digests(algo)
                 digests = raw
-                if len(changed):
+                if len(rows):
                     digests = raw.copy()
-                    digests[changed] = kernels.digest_array(self.url_canonical, algo, rows=changed)
+                    digests[rows] = changed
                 self._cache[key] = (digests, valid)
+        return self._cache[key]
+
+    def changed_url_digests(self, algo: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, digests) of the canonical URL of only the rows canonicalisation changed."""
+        key = ("url", algo, "changed")
+        if key not in self._cache:
+            rows, values = self._canonical_changes
+            self._cache[key] = (rows, kernels.digest_array(values, algo))
         return self._cache[key]
 
     @cached_property

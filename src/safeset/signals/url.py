@@ -25,6 +25,8 @@ from safeset import _native
 __all__ = [
     "canonical_url",
     "canonical_url_array",
+    "canonical_changes",
+    "with_rows_replaced",
     "host_of",
     "host_array",
     "domain_suffixes",
@@ -106,6 +108,57 @@ def domain_suffixes(host: str) -> list[str]:
 # --------------------------------------------------------------------------- vector forms
 
 
+def canonical_changes(urls: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """The rows whose canonical form differs from their raw text, and that form.
+
+    Most URLs in web datasets are already canonical, so only the few that
+    change are written out: (rows, int64 ascending; their canonical text,
+    large_string). Nulls never change.
+    """
+    large = _string_layout(urls)
+    validity, offsets, data = urls.buffers()
+    rows_bytes, ends, text, fallback_bytes = _native.canonical_changes(
+        validity, offsets, data, urls.offset, len(urls), large
+    )
+    rows = np.frombuffer(rows_bytes, dtype=np.int64)
+    values = pa.Array.from_buffers(pa.large_string(), len(rows), [None, pa.py_buffer(ends), pa.py_buffer(text)])
+    fallback_rows = np.frombuffer(fallback_bytes, dtype=np.int64)
+    if len(fallback_rows):
+        rows, values = _merge_fallback_rows(urls, large, rows, values, fallback_rows)
+    return rows, values
+
+
+def _merge_fallback_rows(urls, large, rows, values, fallback_rows):
+    """Add the rows the C code left to `canonical_url` (non-ASCII hosts) that change."""
+    # Read as bytes: a string column that is not valid UTF-8 must not raise here.
+    as_bytes = urls.view(pa.large_binary() if large else pa.binary())
+    found = dict(zip(rows.tolist(), values.view(pa.large_binary()).to_pylist()))
+    for row, raw_bytes in zip(fallback_rows.tolist(), as_bytes.take(pa.array(fallback_rows)).to_pylist()):
+        raw = raw_bytes.decode("utf-8", "surrogateescape")
+        canonical = canonical_url(raw)
+        if canonical != raw:
+            found[row] = canonical.encode("utf-8", "surrogateescape")
+    ordered = sorted(found)
+    merged = pa.array([found[row] for row in ordered], pa.large_binary()).view(pa.large_string())
+    return np.asarray(ordered, dtype=np.int64), merged
+
+
+def with_rows_replaced(urls: pa.Array, rows: np.ndarray, values: pa.Array) -> pa.Array:
+    """`urls` with row rows[k] holding values[k] (as from `canonical_changes`)."""
+    large = _string_layout(urls)
+    if values.offset or values.null_count or not pa.types.is_large_string(values.type):
+        values = pa.array(values.to_pylist(), pa.large_string())  # not the shape canonical_changes gives
+    validity, offsets, data = urls.buffers()
+    _, new_offsets, new_data = values.buffers()
+    new_offsets = new_offsets if len(values) else pa.py_buffer(np.zeros(1, np.int64))
+    out_offsets, out_data = _native.replace_rows(
+        validity, offsets, data, urls.offset, len(urls), large, np.ascontiguousarray(rows, dtype=np.int64),
+        new_offsets, new_data if new_data is not None else b"",
+    )
+    out_type = urls.type if large or _fits_int32(out_offsets) else pa.large_string()
+    return _build_strings(out_type, urls, out_offsets, out_data)
+
+
 def canonical_url_array(urls: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """Canonical form of every row, and a `changed` mask (canonical != raw).
 
@@ -116,29 +169,12 @@ def canonical_url_array(urls: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
     """
     if isinstance(urls, pa.ChunkedArray):
         return _over_chunks(urls, canonical_url_array)
-    large = _string_layout(urls)
-    validity, offsets, data = urls.buffers()
-    result = _native.canonical_urls(validity, offsets, data, urls.offset, len(urls), large)
-    new_offsets, new_data, changed_bytes, fallback_bytes = result
-    changed = np.frombuffer(changed_bytes, dtype=np.bool_).copy()
-    if new_offsets is None:
+    rows, values = canonical_changes(urls)
+    changed = np.zeros(len(urls), dtype=np.bool_)
+    changed[rows] = True
+    if not len(rows):
         return urls, changed
-
-    fallback_rows = np.frombuffer(fallback_bytes, dtype=np.int64)
-    if len(fallback_rows):
-        # Read as bytes: a string column that is not valid UTF-8 must not raise here.
-        as_bytes = urls.view(pa.large_binary() if large else pa.binary())
-        replacements = []
-        for row, raw_bytes in zip(fallback_rows.tolist(), as_bytes.take(pa.array(fallback_rows)).to_pylist()):
-            raw = raw_bytes.decode("utf-8", "surrogateescape")
-            canonical = canonical_url(raw)
-            changed[row] = canonical != raw
-            replacements.append(canonical.encode("utf-8", "surrogateescape"))
-        new_offsets, new_data = _native.splice_strings(
-            new_offsets, new_data, fallback_bytes, replacements
-        )
-    out_type = urls.type if large or _fits_int32(new_offsets) else pa.large_string()
-    return _build_strings(out_type, urls, new_offsets, new_data), changed
+    return with_rows_replaced(urls, rows, values), changed
 
 
 def host_array(canonical: pa.Array | pa.ChunkedArray) -> pa.Array:
