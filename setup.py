@@ -1,6 +1,7 @@
 """Builds safeset's small C extensions: `_native` (digests, URL canonical form,
-hex parsing), `_pdqindex` (the exact Hamming index for PDQ hashes) and `_pdqfast`
-(PDQ's downsampling and DCT for `fast` hashing).
+hex parsing), `_pdqindex` (the exact Hamming index for PDQ hashes), `_pdqfast`
+(PDQ's downsampling and DCT for `fast` hashing) and `_parquetpages` (parquet pages
+of string columns decoded straight to Arrow buffers, for scans).
 
 Everything else is declared in pyproject.toml.
 """
@@ -19,8 +20,18 @@ setup(
             extra_compile_args=["-O3", "-std=c99"],
         ),
         Extension(
+            "safeset._parquetpages",
+            sources=["src/safeset/native/_parquetpages.c"],
+            extra_compile_args=["-O3", "-std=c99"],
+        ),
+        Extension(
             "safeset._pdqfast",
             sources=["src/safeset/native/_pdqfast.c"],
+            extra_compile_args=["-O3", "-std=c99"],
+        ),
+        Extension(
+            "safeset._removals",
+            sources=["src/safeset/native/_removals.c"],
             extra_compile_args=["-O3", "-std=c99"],
         ),
     ]

@@ -306,3 +306,20 @@ def test_digest_prefix64_is_big_endian_head():
     assert heads == sorted(heads)
     with pytest.raises(ValueError):
         digest_prefix64(np.zeros((3, 4), np.uint8))
+
+
+@pytest.mark.parametrize("nbytes", [16, 20, 32])
+def test_hex_decode_at_every_simd_level(implementation, nbytes):
+    """Valid text in mixed case, and one bad character at each position, 32 characters at a time and the rest."""
+    rng = random.Random(nbytes)
+    raw = [random_bytes(rng, nbytes) for _ in range(3 * 2 * nbytes)]
+    text = ["".join(c.upper() if rng.random() < 0.5 else c for c in r.hex()) for r in raw]
+    for position in range(2 * nbytes):  # a non-hex character in every place, from every class edge
+        bad = "/:@G`g\xff"[position % 7]
+        text[position] = text[position][:position] + bad + text[position][position + 1 :]
+    decoded, valid = hex_decode_array(pa.array(text, pa.binary() if "\xff" in "".join(text) else pa.string()), nbytes)
+    for row, (value, is_valid) in enumerate(zip(text, valid)):
+        if row < 2 * nbytes:
+            assert not is_valid and not decoded[row].any()
+        else:
+            assert is_valid and bytes(decoded[row]) == bytes.fromhex(value)

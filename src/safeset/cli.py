@@ -7,7 +7,13 @@ configuration error; 3 done, but some shards failed (listed in run.json).
 
 from __future__ import annotations
 
-import json
+import os
+
+# Each worker process runs its batches on one thread: idle BLAS threads would
+# only spin beside them. Set before numpy is first imported (below, lazily).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import json  # noqa: E402
 from pathlib import Path
 from typing import List, Optional
 

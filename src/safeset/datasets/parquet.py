@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from safeset.datasets.base import Batch, ReadOptions, Shard
 from safeset.datasets.columns import lazy_row_keys, needed_columns, require_columns, resolve_columns
 from safeset.datasets.files import find_shards
+from safeset.datasets.parquet_pages import ChunkReader, Unsupported, native_columns
 from safeset.datasets.writing import RowTally, discard, publish, temp_path
 from safeset.errors import InputError
 
@@ -85,32 +86,40 @@ def aligned_batch_rows(metadata: pq.FileMetaData, batch_rows: int) -> int:
 
 
 def read_batches(parquet_file: pq.ParquetFile, path: Path, columns: list[str] | None,
-                 batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Stream non-empty record batches; corrupt data raises `InputError` naming the row group."""
+                 batch_rows: int, row_groups: list[int] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream non-empty record batches (of `row_groups`, default all); corrupt data raises
+    `InputError` naming the row group."""
     metadata = parquet_file.metadata
     starts = _row_group_starts(metadata)
+    first = int(starts[row_groups[0]]) if row_groups else 0
+    promised = metadata.num_rows if row_groups is None else sum(metadata.row_group(g).num_rows for g in row_groups)
     rows_read = 0
     try:
-        iterator = parquet_file.iter_batches(batch_size=batch_rows, columns=columns)
+        iterator = parquet_file.iter_batches(batch_size=batch_rows, columns=columns, row_groups=row_groups)
     except _ARROW_ERRORS as exc:
         raise InputError(path, "footer", f"cannot read columns {columns}: {exc}") from None
     while True:
         try:
             batch = next(iterator, None)
         except _ARROW_ERRORS as exc:
-            where = _describe_rows(starts, rows_read, batch_rows)
+            where = _describe_rows(starts, first + rows_read, batch_rows)
             raise InputError(path, where, f"corrupt data ({exc})") from None
         if batch is None:
             break
         if batch.num_rows:
             rows_read += batch.num_rows
             yield batch
-    if rows_read != metadata.num_rows:
-        raise InputError(path, "footer", f"footer promises {metadata.num_rows} rows, data holds {rows_read}")
+    if rows_read != promised:
+        raise InputError(path, "footer", f"footer promises {promised} rows, data holds {rows_read}")
 
 
 class ParquetReader:
-    """Streams one parquet shard as `Batch`es; `schema` is the file's full schema."""
+    """Streams one parquet shard as `Batch`es; `schema` is the file's full schema.
+
+    A read of some columns only (a scan) decodes string columns with
+    `parquet_pages` a row group at a time, when a row group is no larger than
+    a batch may be; everything else streams through pyarrow.
+    """
 
     def __init__(self, shard: Shard, options: ReadOptions):
         self.shard = shard
@@ -123,23 +132,66 @@ class ParquetReader:
             self._batch_rows = aligned_batch_rows(self._file.metadata, options.batch_rows)
         names = self.schema.names
         self.columns = resolve_columns(names, options.columns, shard.path)
+        self._chunks: ChunkReader | None = None
         if options.all_columns:
             require_columns(names, options.extra_columns, shard.path)
             self._read_columns = None
         else:
             self._read_columns = needed_columns(names, self.columns, options.extra_columns, shard.path, options.needed)
+            self._native = native_columns(self._file, self._read_columns)
+            if self._native:
+                self._chunks = ChunkReader(shard.path, self._file)
 
     def batches(self) -> Iterator[Batch]:
         position = 0
-        for record_batch in read_batches(self._file, self.shard.path, self._read_columns,
-                                         self._batch_rows):
+        for record_batch in self._record_batches():
             positions = np.arange(position, position + record_batch.num_rows, dtype=np.int64)
             position += record_batch.num_rows
             key_values = record_batch.column(self.columns.key) if self.columns.key else None
             keys = lazy_row_keys(key_values, self.shard.relpath, positions, self.shard.path)
             yield Batch(table=record_batch, keys=keys, positions=positions)
 
+    def _record_batches(self) -> Iterator[pa.RecordBatch]:
+        if self._chunks is None:
+            yield from read_batches(self._file, self.shard.path, self._read_columns, self._batch_rows)
+            return
+        metadata = self._file.metadata
+        for group in range(metadata.num_row_groups):
+            rows = metadata.row_group(group).num_rows
+            if rows == 0:
+                continue
+            if rows > 4 * self.options.batch_rows:  # too large to hold at once: stream it
+                yield from read_batches(self._file, self.shard.path, self._read_columns, self._batch_rows,
+                                        row_groups=[group])
+                continue
+            whole = self._read_row_group(group)
+            for start in range(0, rows, self._batch_rows):
+                yield whole.slice(start, self._batch_rows)
+
+    def _read_row_group(self, group: int) -> pa.RecordBatch:
+        """The read columns of one row group: strings decoded natively, the rest by pyarrow."""
+        names = self._read_columns
+        others = [name for name in names if name not in self._native]
+        arrays = dict(zip(others, self._pyarrow_columns(group, others).columns)) if others else {}
+        for name in self._native:
+            try:
+                arrays[name] = self._chunks.read(group, self._native[name])
+            except (Unsupported, ValueError, OverflowError):
+                # Outside what the native decoder handles, or a page it rejects: pyarrow decides.
+                arrays[name] = self._pyarrow_columns(group, [name]).column(0)
+        return pa.RecordBatch.from_arrays([arrays[name] for name in names],
+                                          schema=pa.schema([self.schema.field(name) for name in names]))
+
+    def _pyarrow_columns(self, group: int, names: list[str]) -> pa.RecordBatch:
+        try:
+            table = self._file.read_row_group(group, columns=names, use_threads=False)
+        except _ARROW_ERRORS as exc:
+            raise InputError(self.shard.path, f"row group {group}", f"corrupt data ({exc})") from None
+        return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], table.schema)
+
     def close(self) -> None:
+        if self._chunks is not None:
+            self._chunks.close()
         self._file.close()
 
     def __enter__(self) -> "ParquetReader":

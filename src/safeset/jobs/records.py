@@ -118,14 +118,28 @@ def write_json_atomic(data: dict, path: Path, durable: bool = False) -> None:
 
 
 def concat_removed(parts: list[Path], out: Path) -> int:
-    """Concatenate shard records, in shard order, into one file; returns rows."""
+    """Concatenate shard records, in shard order, into one file; returns rows.
+
+    Rows are gathered into row groups of REMOVED_GROUP_ROWS whatever the
+    shards held (most hold a handful), so the file's layout, like its
+    contents, depends only on the rows."""
     tmp = temp_path(out)
     rows = 0
+    pending: list[pa.Table] = []
+    pending_rows = 0
     with pq.ParquetWriter(tmp, REMOVED_SCHEMA, compression="zstd") as writer:
         for part in parts:
             for batch in pq.ParquetFile(part).iter_batches(batch_size=REMOVED_GROUP_ROWS):
                 rows += batch.num_rows
-                writer.write_table(with_removed_schema(batch))
+                pending.append(with_removed_schema(batch))
+                pending_rows += batch.num_rows
+                while pending_rows >= REMOVED_GROUP_ROWS:
+                    table = pa.concat_tables(pending)
+                    writer.write_table(table.slice(0, REMOVED_GROUP_ROWS))
+                    pending = [table.slice(REMOVED_GROUP_ROWS)]
+                    pending_rows -= REMOVED_GROUP_ROWS
+        if pending_rows:
+            writer.write_table(pa.concat_tables(pending))
     publish(tmp, out)
     return rows
 
