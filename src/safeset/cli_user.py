@@ -18,7 +18,7 @@ from rich.table import Table
 
 from safeset.cli_common import DbOption, JsonOption, StoreOption, cli_actor, fail, open_state, out
 from safeset.errors import ConfigError, SafesetError
-from safeset.webui.users import ROLES, check_role
+from safeset.webui.roles import ROLES, check_role
 
 user_app = typer.Typer(help="Reviewers' accounts for the web UI: add, list, set-role, disable, enable, passwd.", no_args_is_help=True)
 

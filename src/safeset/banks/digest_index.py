@@ -201,42 +201,14 @@ class DigestIndex:
         )
         if len(rows) == 0:
             return empty, empty.copy()
-        candidates = key_prefixes(queries[rows])
-        low = self._lower_bound(candidates)
-        in_range = low < len(self)
-        present = np.zeros(len(rows), dtype=bool)
-        present[in_range] = self.prefixes[low[in_range]] == candidates[in_range]
-        rows, low, candidates = rows[present], low[present], candidates[present]
-        positions = low
-        nxt = low + 1
-        shared = nxt < len(self)
-        shared[shared] = self.prefixes[nxt[shared]] == candidates[shared]
-        if shared.any():  # several keys share this prefix: try each of them
-            counts = np.ones(len(rows), dtype=np.int64)
-            counts[shared] = np.searchsorted(self.prefixes, candidates[shared], side="right") - low[shared]
-            offsets = np.arange(counts.sum(), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-            positions = np.repeat(low, counts) + offsets
-            rows = np.repeat(rows, counts)
-        same = (self.keys[positions] == queries[rows]).all(axis=1)
-        return rows[same].astype(np.int64), np.asarray(self.entry_ids[positions[same]], dtype=np.int64)
+        # Survivors (about 1 in 32 misses, and the hits): bisected and compared in C.
+        found_rows, found_ids = _native.sorted_lookup(
+            queries, self.key_size, rows, self.prefixes, self._coarse_prefixes(), self.keys, self.entry_ids
+        )
+        return np.frombuffer(found_rows, dtype=np.int64), np.frombuffer(found_ids, dtype=np.int64)
 
-    def _lower_bound(self, values: np.ndarray) -> np.ndarray:
-        """np.searchsorted(self.prefixes, values) without a cache miss per level.
-
-        A small in-memory sample of every 256th prefix narrows each search to
-        one block; the block is then bisected for all values together.
-        """
+    def _coarse_prefixes(self) -> np.ndarray:
+        """Every COARSE_STRIDE-th prefix: a table small enough to stay in cache, narrowing each search to a block."""
         if self._coarse is None:
             self._coarse = np.ascontiguousarray(self.prefixes[::COARSE_STRIDE])
-        block = np.searchsorted(self._coarse, values, side="left") - 1
-        low = np.maximum(block, 0) * COARSE_STRIDE
-        high = np.minimum((block + 1) * COARSE_STRIDE, len(self))
-        last = len(self) - 1
-        while True:
-            active = low < high
-            if not active.any():
-                return low
-            middle = (low + high) >> 1
-            below = active & (self.prefixes[np.minimum(middle, last)] < values)
-            low = np.where(below, middle + 1, low)
-            high = np.where(active & ~below, middle, high)
+        return self._coarse

@@ -2004,6 +2004,109 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(sorted_lookup_doc,
+"sorted_lookup(queries, key_size, rows, prefixes, coarse, keys, entry_ids) -> (rows, ids)\n\n"
+"Every (row, entry id) whose key equals queries[row], for the candidate rows\n"
+"(int64, ascending) the bitmap let through. prefixes: the index's sorted\n"
+"uint64 key prefixes; coarse: every COARSE-th of them (a small table that\n"
+"stays in cache); keys: the sorted keys, key_size bytes each; entry_ids:\n"
+"int64 per key. Returns two int64 byte strings, rows ascending.");
+
+enum { COARSE_STRIDE = 256 };
+
+/* First i in [low, high) with sorted[i] >= value (high if none). */
+static inline Py_ssize_t lower_bound_u64(const uint64_t *sorted, Py_ssize_t low, Py_ssize_t high, uint64_t value)
+{
+    while (low < high) {
+        Py_ssize_t middle = low + (high - low) / 2;
+        if (sorted[middle] < value)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    return low;
+}
+
+static PyObject *native_sorted_lookup(PyObject *self, PyObject *args)
+{
+    Py_buffer queries, rows, prefixes, coarse, keys, ids;
+    Py_ssize_t key_size, n_rows, n_keys, n_coarse, n_queries, k;
+    PyObject *result = NULL;
+    int64_t *found_rows = NULL, *found_ids = NULL;
+    Py_ssize_t found = 0, capacity = 0;
+    int failed = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*ny*y*y*y*y*", &queries, &key_size, &rows, &prefixes, &coarse, &keys, &ids))
+        return NULL;
+    n_rows = rows.len / 8;
+    n_keys = prefixes.len / 8;
+    n_coarse = coarse.len / 8;
+    n_queries = key_size > 0 ? queries.len / key_size : 0;
+    if (key_size < 8 || queries.len % key_size || rows.len % 8 || prefixes.len % 8 || coarse.len % 8 ||
+        keys.len != n_keys * key_size || ids.len != n_keys * 8 ||
+        n_coarse != (n_keys + COARSE_STRIDE - 1) / COARSE_STRIDE) {
+        PyErr_SetString(PyExc_ValueError, "sorted_lookup: buffers of inconsistent sizes");
+        goto done;
+    }
+    for (k = 0; k < n_rows; k++) {
+        int64_t row = ((const int64_t *)rows.buf)[k];
+        if (row < 0 || row >= n_queries) {
+            PyErr_SetString(PyExc_IndexError, "sorted_lookup: candidate row out of range");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    {
+        const uint64_t *sorted = (const uint64_t *)prefixes.buf, *sample = (const uint64_t *)coarse.buf;
+        const uint8_t *key_bytes = (const uint8_t *)keys.buf, *query_bytes = (const uint8_t *)queries.buf;
+        const int64_t *candidates = (const int64_t *)rows.buf, *entry_ids = (const int64_t *)ids.buf;
+        for (k = 0; k < n_rows && !failed; k++) {
+            int64_t row = candidates[k];
+            const uint8_t *query = query_bytes + row * key_size;
+            uint64_t prefix = key_prefix(query);
+            Py_ssize_t block = lower_bound_u64(sample, 0, n_coarse, prefix) - 1, at, end;
+            Py_ssize_t low = block > 0 ? block * COARSE_STRIDE : 0;
+            Py_ssize_t high = (block + 1) * COARSE_STRIDE < n_keys ? (block + 1) * COARSE_STRIDE : n_keys;
+            at = lower_bound_u64(sorted, low, high, prefix);
+            for (end = at; end < n_keys && sorted[end] == prefix; end++) {
+                if (memcmp(key_bytes + end * key_size, query, (size_t)key_size) != 0) continue;
+                if (found == capacity) {
+                    Py_ssize_t bigger = capacity ? 2 * capacity : 64;
+                    int64_t *more_rows = (int64_t *)realloc(found_rows, (size_t)bigger * 8);
+                    int64_t *more_ids = more_rows ? (int64_t *)realloc(found_ids, (size_t)bigger * 8) : NULL;
+                    if (more_rows) found_rows = more_rows;
+                    if (more_ids == NULL) {
+                        failed = 1;
+                        break;
+                    }
+                    found_ids = more_ids;
+                    capacity = bigger;
+                }
+                found_rows[found] = row;
+                found_ids[found] = entry_ids[end];
+                found++;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_BuildValue("(y#y#)", found_rows ? (const char *)found_rows : "", found * 8,
+                           found_ids ? (const char *)found_ids : "", found * 8);
+done:
+    free(found_rows);
+    free(found_ids);
+    PyBuffer_Release(&queries);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&prefixes);
+    PyBuffer_Release(&coarse);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&ids);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"digest", native_digest, METH_VARARGS, digest_doc},
     {"hex_decode", native_hex_decode, METH_VARARGS, hex_decode_doc},
@@ -2012,6 +2115,7 @@ static PyMethodDef native_methods[] = {
     {"replace_rows", native_replace_rows, METH_VARARGS, replace_rows_doc},
     {"hosts", native_hosts, METH_VARARGS, hosts_doc},
     {"bitmap_candidates", native_bitmap_candidates, METH_VARARGS, bitmap_candidates_doc},
+    {"sorted_lookup", native_sorted_lookup, METH_VARARGS, sorted_lookup_doc},
     {"features", native_features, METH_NOARGS, "CPU features found and whether they are used."},
     {"use_accelerated", native_use_accelerated, METH_VARARGS,
      "use_accelerated(flag): use SIMD/SHA-extension code when available (tests turn it off)."},

@@ -26,9 +26,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from safeset.audit import AuditLog
 from safeset.db import Database, Migration
 from safeset.errors import ConfigError
+from safeset.webui.roles import ROLES, check_role  # noqa: F401 - part of this module's interface
 
 COMPONENT = "webui"
-ROLES = ("reviewer", "senior", "admin")
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
@@ -101,12 +101,6 @@ class User:
 def normalise_name(name: str) -> str:
     """User names are case-insensitive and NFKC-normalised, so 'Alice' and 'alice' are one person."""
     return unicodedata.normalize("NFKC", name).strip().lower()
-
-
-def check_role(role: str) -> str:
-    if role not in ROLES:
-        raise ConfigError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
-    return role
 
 
 def check_password(password: str) -> str:
