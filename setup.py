@@ -1,7 +1,8 @@
 """Builds safeset's small C extensions: `_native` (digests, URL canonical form,
 hex parsing), `_pdqindex` (the exact Hamming index for PDQ hashes), `_pdqfast`
-(PDQ's downsampling and DCT for `fast` hashing) and `_parquetpages` (parquet pages
-of string columns decoded straight to Arrow buffers, for scans).
+(PDQ's downsampling and DCT for `fast` hashing), `_parquetpages` (parquet pages
+of string columns decoded straight to Arrow buffers, for scans) and `_removals`
+(a removal list's index: bucket sort and lookups).
 
 Everything else is declared in pyproject.toml.
 """

@@ -22,6 +22,12 @@ from safeset.signals.url import canonical_url
 SEED = "a-private-test-secret"
 
 
+@pytest.fixture(autouse=True)
+def _own_store(tmp_path, monkeypatch):
+    """`removals apply` keeps list indexes in the store's cache: a store of each test's own."""
+    monkeypatch.setenv("SAFESET_STORE", str(tmp_path / "default-store"))
+
+
 def url_sha256(url: str) -> str:
     return hashlib.sha256(canonical_url(url).encode("utf-8")).hexdigest()
 
@@ -231,3 +237,19 @@ def test_records_only_lists_the_same_rows_and_writes_no_copy(cleaned, tmp_path):
     assert not list(out.glob("*.parquet")), "no cleaned copy"
     assert {(r["source"], r["position"]) for r in removed_rows(out)} == \
         {(r["source"], r["position"]) for r in removed_rows(root / "laion-clean")}
+
+
+def test_apply_keeps_the_list_index_in_the_store_unless_told_not_to(cleaned, tmp_path):
+    data, root = cleaned
+    listed = tmp_path / "list.parquet"
+    safeset("removals", "publish", root / "laion-clean", "--out", listed)
+    store = tmp_path / "store"
+    for name in ("first", "second"):
+        safeset("removals", "apply", listed, data.laion_dir, "--out", tmp_path / name, "--store", store)
+        assert run_json(tmp_path / name)["counts"] == run_json(root / "laion-clean")["counts"]
+    (cached,) = (store / "cache" / "removal-lists").iterdir()
+    assert sorted(p.name for p in cached.iterdir()) == ["md5", "sha256", "url_sha256"]
+    other = tmp_path / "other-store"
+    safeset("removals", "apply", listed, data.laion_dir, "--out", tmp_path / "third", "--store", other,
+            "--no-index-cache")
+    assert not other.exists()

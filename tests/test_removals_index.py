@@ -1,4 +1,4 @@
-"""Sorted-digest indexes built from a stream, and the removal list as a match source."""
+"""Slot indexes built from a stream, the list cache, and the removal list as a match source."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from safeset.banks.digest_index import DigestIndex
 from safeset.datasets.base import Batch, Columns
 from safeset.errors import InputError
 from safeset.removals.apply import parse_match
 from safeset.removals.listindex import build_list_indexes
 from safeset.removals.listfile import RemovalListWriter, list_metadata
-from safeset.removals.sortedindex import SortedDigestWriter
+from safeset.removals.slotindex import SlotIndex
+from safeset.removals.spillruns import SlotIndexWriter
 from safeset.removals.source import RemovalListSource
 from safeset.signals.rows import RowSignals
 from safeset.errors import ConfigError
@@ -24,24 +24,59 @@ def random_keys(rng, count, size=32):
     return rng.integers(0, 256, (count, size), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("memory_bytes", [1 << 30, 4096])  # in memory; spilled to buckets many times
-def test_streamed_index_answers_like_an_index_built_in_memory(tmp_path, memory_bytes):
+def brute_force_lookup(keys: np.ndarray, queries: np.ndarray) -> list[tuple[int, int]]:
+    """(query row, key row) for every equal pair: what any exact index must answer."""
+    rows_of: dict[bytes, list[int]] = {}
+    for row, key in enumerate(map(bytes, keys)):
+        rows_of.setdefault(key, []).append(row)
+    return [(row, found) for row, query in enumerate(map(bytes, queries)) for found in rows_of.get(query, [])]
+
+
+@pytest.mark.parametrize("memory_bytes", [1 << 30, 4096])  # one run; many runs
+@pytest.mark.parametrize("key_size", [32, 16])
+def test_streamed_index_finds_exactly_the_equal_keys(tmp_path, memory_bytes, key_size):
     rng = np.random.default_rng(1)
-    keys = random_keys(rng, 20_000)
+    keys = random_keys(rng, 20_000, key_size)
     keys[5000] = keys[17]  # a repeated value
     keys[6000, :8] = keys[18, :8]  # a shared 8-byte prefix
-    ids = np.arange(len(keys), dtype=np.int64)
-    writer = SortedDigestWriter(tmp_path / "streamed", "k", 32, memory_bytes=memory_bytes)
+    keys[7000:7400, :2] = 0  # many values in one 16-bit group
+    keys[8000:8040, :4] = 0  # ... and in one slot (sorted by merging, not by insertion)
+    writer = SlotIndexWriter(tmp_path, "k", key_size, memory_bytes=memory_bytes)
     for start in range(0, len(keys), 3000):
-        writer.add(keys[start:start + 3000], ids[start:start + 3000])
-    streamed = writer.finish()
-    reference = DigestIndex.build(keys, ids, tmp_path / "reference", "k")
-    queries = np.concatenate([keys[::7], random_keys(rng, 5000)])
-    for got, want in zip(streamed.lookup(queries), reference.lookup(queries)):
-        assert np.array_equal(np.sort(got), np.sort(want))
-    assert np.array_equal(streamed.prefixes, reference.prefixes)
-    assert np.array_equal(streamed.bitmap, reference.bitmap), "the same bitmap prefilter as the banks' index"
-    assert not list((tmp_path / "streamed").glob("*.bin")), "bucket files are removed"
+        writer.add(keys[start:start + 3000])
+    index = writer.finish(workers=2)
+    queries = np.concatenate([keys[::7], random_keys(rng, 5000, key_size), keys[7000:7400], keys[8000:8040]])
+    rows, ids = index.lookup(queries)
+    assert sorted(zip(rows.tolist(), ids.tolist())) == sorted(brute_force_lookup(keys, queries))
+    assert np.all(np.diff(rows) >= 0), "rows ascending"
+    ordered = [bytes(key) + int(row).to_bytes(8, "big") for key, row in zip(index.keys, index.ids)]
+    assert ordered == sorted(ordered), "keys sorted bytewise, ties by list row"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["k.ids.npy", "k.keys.npy", "k.slots.npy"], \
+        "the spill's files are removed"
+
+
+def test_lookup_skips_rows_without_a_digest_and_an_empty_index_finds_nothing(tmp_path):
+    rng = np.random.default_rng(3)
+    keys = random_keys(rng, 100)
+    writer = SlotIndexWriter(tmp_path / "some", "k", 32)
+    writer.add(keys, present=np.arange(100) % 2 == 0)  # odd rows have no value
+    index = writer.finish()
+    assert len(index) == 50
+    rows, ids = index.lookup(keys, valid=np.arange(100) < 50)
+    assert rows.tolist() == ids.tolist() == list(range(0, 50, 2))
+    empty = SlotIndexWriter(tmp_path / "none", "k", 32).finish()
+    assert len(empty) == 0 and len(empty.lookup(keys)[0]) == 0
+
+
+def test_damaged_index_files_are_refused(tmp_path):
+    writer = SlotIndexWriter(tmp_path, "k", 32)
+    writer.add(random_keys(np.random.default_rng(4), 10))
+    writer.finish()
+    slots = np.load(tmp_path / "k.slots.npy")
+    slots[-1] = 11  # says one key more than there is
+    np.save(tmp_path / "k.slots.npy", slots)
+    with pytest.raises(InputError, match="do not agree"):
+        SlotIndex.load(tmp_path, "k")
 
 
 def write_list(path, rows: dict):
@@ -65,9 +100,10 @@ def test_list_rows_match_by_canonical_url_image_digest_and_hashed_key(tmp_path):
         "key": [None, None, "k-3"],
     })
     types = ("url_sha256", "sha256", "md5", "key")
-    metadata, stems, entries = build_list_indexes(listed, types, tmp_path / "index")
-    assert entries == {"url_sha256": 1, "sha256": 0, "md5": 1, "key": 1} and "sha256" not in stems
-    matcher = RemovalListSource(str(tmp_path / "index"), stems).open()
+    metadata, entries = build_list_indexes(listed, types, tmp_path / "index")
+    assert entries == {"url_sha256": 1, "sha256": 0, "md5": 1, "key": 1}
+    assert not list((tmp_path / "index").glob("sha256.*")), "no index for a type without values"
+    matcher = RemovalListSource({t: str(tmp_path / "index") for t in types if entries[t]}).open()
     table = pa.record_batch({
         "url": ["HTTPS://Example.com:443/a.jpg#frag", "https://example.com/b.jpg", None],
         "md5": [None, hashlib.md5(b"image-b").hexdigest(), None],
@@ -104,10 +140,11 @@ def test_a_list_indexed_in_parallel_chunks_finds_every_value(tmp_path, monkeypat
     rng = np.random.default_rng(2)
     digests = [bytes(row).hex() for row in random_keys(rng, 5000)]
     listed = write_list(tmp_path / "list.parquet", {"url_sha256": digests, "key": [f"k{n}" for n in range(5000)]})
-    _, stems, entries = build_list_indexes(listed, ("url_sha256", "key"), tmp_path / "index", workers=2)
+    _, entries = build_list_indexes(listed, ("url_sha256", "key"), tmp_path / "index", workers=2,
+                                    spill_directory=tmp_path / "spills")
     assert entries == {"url_sha256": 5000, "key": 5000}
-    index = RemovalListSource(str(tmp_path / "index"), stems).open().indexes["url_sha256"]
+    index = RemovalListSource({"url_sha256": str(tmp_path / "index")}).open().indexes["url_sha256"]
     queries = np.array([np.frombuffer(bytes.fromhex(d), np.uint8) for d in digests[::-1]])
     rows, ids = index.lookup(queries)
     assert np.array_equal(rows, np.arange(5000)) and np.array_equal(ids, np.arange(4999, -1, -1))
-    assert not list((tmp_path / "index").glob("*.bin")), "bucket files are removed"
+    assert not list((tmp_path / "spills").iterdir()), "spilled runs are removed"

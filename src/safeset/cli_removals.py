@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from safeset.cli_common import JsonOption, console, fail, out, print_run_summary
+from safeset.cli_common import JsonOption, StoreOption, console, fail, out, print_run_summary
 from safeset.errors import SafesetError
 
 removals_app = typer.Typer(
@@ -163,21 +163,35 @@ def apply(
         False, "--records-only", help="Write the run records only (which rows the list names), no cleaned copy."
     ),
     tmp_dir: Optional[Path] = TmpOption,
+    index_cache: Optional[Path] = typer.Option(
+        None, "--index-cache", help="Keep the list's index here for the next apply of the same list file "
+        "(default: STORE/cache/removal-lists).", show_default=False,
+    ),
+    no_index_cache: bool = typer.Option(
+        False, "--no-index-cache", help="Index the list for this run only, in --tmp-dir."
+    ),
+    store: Optional[Path] = StoreOption,
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Clean a copy of a dataset (re-keyed, re-ordered, a subset, any format) with a removal list."""
+    from safeset.banks.store import default_store_root
     from safeset.datasets.base import ColumnOverrides
     from safeset.engine.memory import prefer_reuse_in_arrow
     from safeset.removals.apply import apply_list, parse_match
+    from safeset.removals.indexcache import CACHE_SUBDIR
 
     prefer_reuse_in_arrow()
+    if no_index_cache:
+        index_cache = None
+    elif index_cache is None:
+        index_cache = default_store_root(store) / CACHE_SUBDIR
     try:
         with _progress(quiet, as_json) as progress:
             result = apply_list(list_path, dataset, out_dir, match=parse_match(match), workers=workers,
                                 resume=resume, format=fmt, columns=ColumnOverrides(url=url_column, key=key_column),
                                 batch_rows=batch_rows, tmp_dir=tmp_dir, records_only=records_only,
-                                progress=progress)
+                                index_cache=index_cache, progress=progress)
     except SafesetError as exc:
         fail(exc)
     run = result.run

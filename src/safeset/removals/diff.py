@@ -3,8 +3,8 @@
 For datasets cleaned elsewhere (a release that says only "we removed some
 samples"), the list is worked out from the two copies, by canonical URL
 digest: every row of OLD whose digest is not among NEW's. NEW's digests go
-into a sorted-digest index built in bounded memory (`sortedindex`); OLD is
-then streamed against it, shard by shard, in parallel. Rows of OLD without a
+into a slot index built in bounded memory (`spillruns`); OLD is then
+streamed against it, shard by shard, in parallel. Rows of OLD without a
 URL cannot be compared and are counted, not listed.
 """
 
@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from safeset.banks.digest_index import DigestIndex
 from safeset.datasets.base import ColumnOverrides, ReadOptions, Shard
 from safeset.datasets.registry import FORMATS, discover
 from safeset.engine.local import LocalEngine
@@ -28,7 +27,8 @@ from safeset.jobs.sample_ids import sample_identifiers
 from safeset.removals.listfile import COLUMNS, SCHEMA, RemovalListWriter, list_metadata
 from safeset.removals.progress import stage
 from safeset.removals.publish import parse_dataset_name
-from safeset.removals.sortedindex import DigestSpill, SpillInfo, finish_index
+from safeset.removals.slotindex import SlotIndex
+from safeset.removals.spillruns import KeySpill, SpillInfo, build_slot_index
 from safeset.signals.rows import RowSignals
 
 INDEX_STEM = "new_url_sha256"
@@ -49,7 +49,7 @@ class ShardWork:
     shard: Shard
     format: str
     options: ReadOptions
-    out: Path  # spill name of a NEW shard's digests, or the listed rows (.parquet) of an OLD shard
+    out: Path  # spill file of a NEW shard's digests, or the listed rows (.parquet) of an OLD shard
 
 
 @dataclass
@@ -68,14 +68,14 @@ def _url_digests(reader, batch):
 
 
 def digest_new_shard(work: ShardWork, context, report) -> Outcome:
-    """Canonical-URL SHA-256 of every row of a NEW shard with a URL, spilled into buckets for the index."""
+    """Canonical-URL SHA-256 of every row of a NEW shard with a URL, spilled into runs for the index."""
     reader = FORMATS[work.format].open(work.shard, work.options)
-    spill = DigestSpill(work.out.parent, work.out.name, 32)
+    spill = KeySpill(work.out, 32)
     outcome = Outcome()
     try:
         for batch in reader.batches():
             digests, valid = _url_digests(reader, batch)
-            spill.add(digests[valid], np.zeros(int(valid.sum()), dtype=np.int64))
+            spill.add(digests, valid, outcome.rows)  # the index's ids (rows of the shard) go unused
             outcome.rows += batch.num_rows
             report(batch.num_rows)
     finally:
@@ -84,11 +84,11 @@ def digest_new_shard(work: ShardWork, context, report) -> Outcome:
     return outcome
 
 
-def _open_index(directory: str) -> DigestIndex:
-    return DigestIndex.load(directory, INDEX_STEM)
+def _open_index(directory: str) -> SlotIndex:
+    return SlotIndex.load(directory, INDEX_STEM)
 
 
-def list_old_shard(work: ShardWork, index: DigestIndex, report) -> Outcome:
+def list_old_shard(work: ShardWork, index: SlotIndex, report) -> Outcome:
     """Rows of an OLD shard whose URL digest NEW lacks, as list rows in a parquet part."""
     reader = FORMATS[work.format].open(work.shard, work.options)
     outcome = Outcome()
@@ -156,7 +156,8 @@ def diff_list(old, new, out_path, *, dataset_name: str | None = None, old_format
                            frozenset({"url", "sha256", "md5"}))  # listed rows carry their image digests
         stage(progress, "indexing NEW", len(new_works), None)
         new_outcomes = _run_all(engine, _no_context, (), digest_new_shard, new_works, progress)
-        finish_index(work_dir, INDEX_STEM, 32, [o.spill for o in new_outcomes], workers)
+        build_slot_index(work_dir, INDEX_STEM, [o.spill for o in new_outcomes],
+                         max((o.rows for o in new_outcomes), default=0), workers)
         stage(progress, "comparing OLD", len(old_works), None)
         old_outcomes = _run_all(engine, _open_index, (str(work_dir),), list_old_shard, old_works, progress)
         listed = sum(o.listed for o in old_outcomes)

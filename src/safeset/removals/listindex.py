@@ -1,10 +1,10 @@
-"""A removal list's values as sorted-digest indexes, one per signal type, built in parallel.
+"""A removal list's values as slot indexes, one per signal type, built in parallel.
 
 Each (signal type, chunk of the list's row groups) is one task that reads
 that one column of those row groups, checks every value (bad hex is an
-InputError naming the list and row) and spills it into buckets; then each
-type's buckets are sorted into its index (see `sortedindex`). The entry id
-of a value is its row in the list.
+InputError naming the list and row) and spills it into ordered runs; then
+each type's runs are sorted into its index (see `spillruns`, `slotindex`).
+The entry id of a value is its row in the list.
 """
 
 from __future__ import annotations
@@ -21,27 +21,28 @@ from safeset.errors import InputError
 from safeset.jobs.run import Progress
 from safeset.removals.listfile import READ_BATCH_ROWS, open_removal_list
 from safeset.removals.progress import stage
-from safeset.removals.sortedindex import DigestSpill, SpillInfo, finish_index
+from safeset.removals.spillruns import KeySpill, SpillInfo, build_slot_index, remove_spill
 from safeset.removals.source import SIGNAL_COLUMNS, key_digests
 from safeset.signals import kernels
 
 CHUNK_ROWS = 1 << 22  # list rows per indexing task
 
 
-def _list_values(column, signal_type: str, first_row: int, list_path: str):
-    """(index keys, list row ids) of one list column's values; bad hex is an InputError."""
+def _list_values(column, signal_type: str, first_row: int, list_path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(index keys, which rows have a value: None for all) of one list column; bad hex is an InputError."""
     column_name, size = SIGNAL_COLUMNS[signal_type]
-    present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    rows = np.arange(first_row, first_row + len(column), dtype=np.int64)
+    present = None if column.null_count == 0 else column.is_valid().to_numpy(zero_copy_only=False)
     if signal_type == "key":
-        return key_digests(column.cast(pa.string()).filter(present)), rows[present]
+        return key_digests(column.cast(pa.string())), present
     digests, valid = kernels.hex_decode_array(column, size)
-    bad = np.flatnonzero(present & ~valid)
+    if present is None and valid.all():
+        return digests, None
+    bad = np.flatnonzero(~valid if present is None else present & ~valid)
     if len(bad):
         value = str(column[int(bad[0])].as_py())
         raise InputError(list_path, f"row {first_row + int(bad[0])}",
                          f"{column_name} {value[:80]!r} is not {2 * size} hex characters")
-    return digests[valid], rows[valid]
+    return digests, valid
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,19 @@ class ListChunk:
     signal_type: str
     row_groups: tuple[int, ...]
     first_row: int
-    directory: str
+    spill_path: str
     name: str
 
 
 def spill_list_chunk(chunk: ListChunk, context, report) -> SpillInfo:
     column_name, size = SIGNAL_COLUMNS[chunk.signal_type]
-    spill = DigestSpill(chunk.directory, chunk.name, size)
+    spill = KeySpill(chunk.spill_path, size)
     row = chunk.first_row
     try:
         with pq.ParquetFile(chunk.list_path) as parquet:
             for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=list(chunk.row_groups),
                                               columns=[column_name]):
-                spill.add(*_list_values(batch.column(0), chunk.signal_type, row, chunk.list_path))
+                spill.add(*_list_values(batch.column(0), chunk.signal_type, row, chunk.list_path), row)
                 row += batch.num_rows
                 report(batch.num_rows)
     except (pa.ArrowException, OSError) as exc:
@@ -88,36 +89,44 @@ def _chunks(list_path: Path, parquet: pq.ParquetFile, signal_types, directory: P
     if current:
         groups.append(tuple(current))
         first_rows.append(start)
-    return [ListChunk(str(list_path), t, g, first, str(directory), f"{t}.chunk-{i:05d}")
+    return [ListChunk(str(list_path), t, g, first, str(directory / f"{t}.chunk-{i:05d}.spill"), f"{t}.chunk-{i:05d}")
             for t in signal_types for i, (g, first) in enumerate(zip(groups, first_rows))]
 
 
 def build_list_indexes(list_path: Path, signal_types: tuple[str, ...], directory: Path, workers: int | None = 1,
-                       progress: Progress | None = None) -> tuple[dict, dict[str, str], dict[str, int]]:
-    """Index the list's values of each signal type; returns (list metadata, stems, entries per type).
+                       progress: Progress | None = None, spill_directory: Path | None = None,
+                       ) -> tuple[dict, dict[str, int]]:
+    """Index the list's values of each signal type; returns (list metadata, entries per type).
 
     Each (signal type, chunk of row groups) is read and spilled by its own
-    task, reading that one column only; then each type's buckets are sorted
-    into its index, in parallel too (see `sortedindex`).
+    task, reading that one column only; then each type's runs are sorted
+    into its index `directory/<signal type>.*.npy`, in parallel too (see
+    `spillruns`). Runs go to `spill_directory` (default: `directory`) and are
+    removed as each index is finished. Types the list holds no values of get
+    no index files.
     """
     metadata, parquet = open_removal_list(list_path)
     with parquet:
-        chunks = _chunks(list_path, parquet, signal_types, directory)
+        chunks = _chunks(list_path, parquet, signal_types, spill_directory or directory)
     engine = LocalEngine(workers)
     stage(progress, "indexing list", len(chunks), metadata["total"] * len(signal_types))
     advance = progress.advance if progress is not None else (lambda n: None)
     spills: dict[str, list[SpillInfo]] = {t: [] for t in signal_types}
-    for chunk, result in engine.map(_no_context, (), spill_list_chunk, chunks, advance):
-        if isinstance(result, BaseException):
-            raise result
-        spills[chunk.signal_type].append(result)
-        if progress is not None:
-            progress.shard_finished(chunk.name, True)
-    entries = {t: int(sum(s.counts.sum() for s in spills[t])) for t in signal_types}
-    for signal_type in signal_types:
-        if entries[signal_type]:
-            finish_index(directory, signal_type, SIGNAL_COLUMNS[signal_type][1], spills[signal_type], workers)
-    return metadata, {t: t for t, n in entries.items() if n}, entries
+    try:
+        for chunk, result in engine.map(_no_context, (), spill_list_chunk, chunks, advance):
+            if isinstance(result, BaseException):
+                raise result
+            spills[chunk.signal_type].append(result)
+            if progress is not None:
+                progress.shard_finished(chunk.name, True)
+        entries = {t: sum(s.records for s in spills[t]) for t in signal_types}
+        for signal_type in signal_types:
+            if entries[signal_type]:
+                build_slot_index(directory, signal_type, spills[signal_type], metadata["total"], workers)
+    finally:
+        for chunk in chunks:
+            remove_spill(chunk.spill_path)
+    return metadata, entries
 
 
 def _no_context() -> None:

@@ -1,7 +1,7 @@
 """A removal list as a match source: rows matched by URL digest, image digest or key.
 
-The list's values are kept in sorted-digest indexes (`sortedindex`), one per
-signal type, in a directory every worker memory-maps; `RemovalListSource` is
+The list's values are kept in slot indexes (`slotindex`), one per signal
+type, in a directory every worker memory-maps; `RemovalListSource` is
 the small picklable description sent to workers, `open()` loads the indexes
 there. Evidence carries bank `REMOVAL_LIST` and the list row as entry id.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from safeset.banks.digest_index import DigestIndex
+from safeset.removals.slotindex import SlotIndex
 from safeset.evidence import Evidence
 from safeset.signals import kernels
 from safeset.signals.rows import RowSignals
@@ -34,25 +34,24 @@ def key_digests(keys: pa.Array) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RemovalListSource:
-    """Which indexes exist (signal type -> file stem in `index_dir`) and what the list was."""
+    """Where each signal type's index is (a directory holding `<signal type>.*.npy`) and what the list was."""
 
-    index_dir: str
-    stems: dict[str, str]
+    index_dirs: dict[str, str]
     description: dict = field(default_factory=dict)  # list path, checksum, metadata, match, entries
 
     @property
     def signal_types(self) -> tuple[str, ...]:
-        return tuple(sorted(self.stems))
+        return tuple(sorted(self.index_dirs))
 
     def describe(self) -> dict:
         return {"kind": "removal-list", **self.description}
 
     def open(self) -> "RemovalListMatcher":
-        return RemovalListMatcher({t: DigestIndex.load(self.index_dir, stem) for t, stem in self.stems.items()})
+        return RemovalListMatcher({t: SlotIndex.load(directory, t) for t, directory in self.index_dirs.items()})
 
 
 class RemovalListMatcher:
-    def __init__(self, indexes: dict[str, DigestIndex]):
+    def __init__(self, indexes: dict[str, SlotIndex]):
         self.indexes = indexes
 
     def _queries(self, signal_type: str, signals: RowSignals):
