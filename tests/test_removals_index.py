@@ -51,8 +51,8 @@ def test_streamed_index_finds_exactly_the_equal_keys(tmp_path, memory_bytes, key
     assert np.all(np.diff(rows) >= 0), "rows ascending"
     ordered = [bytes(key) + int(row).to_bytes(8, "big") for key, row in zip(index.keys, index.ids)]
     assert ordered == sorted(ordered), "keys sorted bytewise, ties by list row"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["k.ids.npy", "k.keys.npy", "k.slots.npy"], \
-        "the spill's files are removed"
+    assert sorted(path.name for path in tmp_path.iterdir()) == \
+        ["k.fingerprints.npy", "k.ids.npy", "k.keys.npy", "k.slots.npy"], "the spill's files are removed"
 
 
 def test_lookup_skips_rows_without_a_digest_and_an_empty_index_finds_nothing(tmp_path):

@@ -11,10 +11,11 @@
  * is its first 8 bytes read big-endian, so prefixes order like the keys.
  *
  * The index (see slotindex.py): keys sorted bytewise (ties by list row), the
- * list row of each, and a slot directory: slot s = prefix >> (64 - slot_bits)
- * holds positions [directory[s], directory[s + 1]). Digests are uniform, so
- * a slot holds a handful of keys and a lookup reads one directory entry and
- * one or two cache lines of keys.
+ * list row of each, a slot directory (slot s = prefix >> (64 - slot_bits)
+ * holds positions [directory[s], directory[s + 1])) and a fingerprint of each
+ * key: its 32 bits after the slot bits. Digests are uniform, so a slot holds a
+ * handful of keys, and a lookup reads one directory entry and one cache line
+ * of fingerprints; a key itself is read only when its fingerprint is equal.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,13 +28,20 @@
 #define GROUP_BITS 16
 #define GROUPS (1 << GROUP_BITS)
 #define INSERTION_MAX 24
-#define LOOKUP_AHEAD 8
+#define LOOKUP_BLOCK 256
 
 static inline uint64_t prefix_of(const uint8_t *key)
 {
-    uint64_t value = 0;
-    for (int i = 0; i < 8; i++) value = (value << 8) | key[i];
-    return value;
+    uint64_t value;
+    memcpy(&value, key, 8); /* little-endian hosts only: checked at import */
+    return __builtin_bswap64(value);
+}
+
+/* The 32 bits of a key (at least 16 bytes) that follow its first slot_bits bits (16..63). */
+static inline uint32_t fingerprint_of(const uint8_t *key, int slot_bits)
+{
+    const uint64_t high = prefix_of(key), low = prefix_of(key + 8);
+    return (uint32_t)(((high << slot_bits) | (low >> (64 - slot_bits))) >> 32);
 }
 
 static inline uint32_t load_u32le(const uint8_t *p)
@@ -72,7 +80,7 @@ static PyObject *removals_pack(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "y*nOKOn", &keys, &key_size, &present_obj, &first_id, &out_obj, &at)) return NULL;
     if (writable(out_obj, &out, "out") < 0) goto done;
-    if (key_size < 8 || keys.len % key_size != 0 || at < 0) {
+    if (key_size < 16 || keys.len % key_size != 0 || at < 0) {
         PyErr_SetString(PyExc_ValueError, "pack: bad key size or position");
         goto done;
     }
@@ -299,10 +307,17 @@ static inline unsigned group_of(const uint8_t *key)
 
 enum { SORTED = 0, OUT_OF_MEMORY = 1, NOT_GROUPED = 2 };
 
-/* Sort groups [first_group, first_group + groups) of the runs into keys_out / ids_out / directory. */
+typedef struct {
+    uint8_t *keys, *ids;
+    uint32_t *fingerprints;
+    int64_t *directory;
+    Py_ssize_t id_size;
+} SortedOutput;
+
+/* Sort groups [first_group, first_group + groups) of the runs into `out`. */
 static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_size, int slot_bits,
-                       unsigned first_group, Py_ssize_t groups, int64_t first_position, uint8_t *keys_out,
-                       uint8_t *ids_out, Py_ssize_t id_size, int64_t *directory, int64_t *slot_starts)
+                       unsigned first_group, Py_ssize_t groups, int64_t first_position, const SortedOutput *out,
+                       int64_t *slot_starts)
 {
     const Py_ssize_t width = key_size + ID_BYTES, slots_per_group = (Py_ssize_t)1 << (slot_bits - GROUP_BITS);
     const int shift = 64 - slot_bits;
@@ -335,7 +350,7 @@ static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_siz
         for (i = 0; i < n; i++) slot_starts[((work.prefixes[i] >> shift) & (slots_per_group - 1)) + 1]++;
         for (Py_ssize_t s = 0; s < slots_per_group; s++) {
             slot_starts[s + 1] += slot_starts[s];
-            directory[g * slots_per_group + s] = first_position + position + slot_starts[s];
+            out->directory[g * slots_per_group + s] = first_position + position + slot_starts[s];
         }
         for (i = 0; i < n; i++) work.order[slot_starts[(work.prefixes[i] >> shift) & (slots_per_group - 1)]++] = (uint32_t)i;
         Py_ssize_t from = 0;
@@ -345,12 +360,14 @@ static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_siz
         }
         for (i = 0; i < n; i++) {
             const uint32_t at = work.order[i];
-            memcpy(keys_out + (position + i) * key_size, work.keys + (size_t)at * (size_t)key_size, (size_t)key_size);
-            if (id_size == 8) {
-                memcpy(ids_out + (position + i) * 8, &work.ids[at], 8);
+            const uint8_t *key = work.keys + (size_t)at * (size_t)key_size;
+            memcpy(out->keys + (position + i) * key_size, key, (size_t)key_size);
+            out->fingerprints[position + i] = fingerprint_of(key, slot_bits);
+            if (out->id_size == 8) {
+                memcpy(out->ids + (position + i) * 8, &work.ids[at], 8);
             } else {
                 const uint32_t narrow = (uint32_t)work.ids[at];
-                memcpy(ids_out + (position + i) * 4, &narrow, 4);
+                memcpy(out->ids + (position + i) * 4, &narrow, 4);
             }
         }
         position += n;
@@ -363,31 +380,35 @@ static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_siz
 
 PyDoc_STRVAR(sort_group_doc,
 "sort_group(records, key_size, run_counts, run_bases, slot_bits, first_slot, first_position,\n"
-"           keys_out, ids_out, id_size, directory_out) -> None\n\n"
+"           keys_out, ids_out, id_size, fingerprints_out, directory_out) -> None\n\n"
 "Sort a range of 16-bit groups into its part of an index. `records` holds the\n"
 "range's records of each run in turn (run_counts[j] of run j, ordered by group,\n"
 "ids relative to run_bases[j]). Writes the keys in order (bytewise, ties by id),\n"
-"their absolute ids (id_size 4 or 8 bytes, little-endian) and, for each slot\n"
+"their absolute ids (id_size 4 or 8 bytes, little-endian), their fingerprints\n"
+"(uint32) and, for each slot\n"
 "first_slot + i of the range, directory_out[i] = first_position + (records of\n"
 "the range in lower slots).");
 
 static PyObject *removals_sort_group(PyObject *self, PyObject *args)
 {
     Py_buffer records = {0}, run_counts = {0}, run_bases = {0}, keys_out = {0}, ids_out = {0}, directory = {0};
-    PyObject *keys_obj, *ids_obj, *directory_obj, *result = NULL;
+    Py_buffer fingerprints = {0};
+    PyObject *keys_obj, *ids_obj, *fingerprints_obj, *directory_obj, *result = NULL;
     Py_ssize_t key_size, id_size, count, runs, slots, slots_per_group;
     int slot_bits, status = SORTED;
     long long first_slot, first_position;
     RunCursor *cursors = NULL;
     int64_t *slot_starts = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*ny*y*iLLOOnO", &records, &key_size, &run_counts, &run_bases, &slot_bits,
-                          &first_slot, &first_position, &keys_obj, &ids_obj, &id_size, &directory_obj))
+    if (!PyArg_ParseTuple(args, "y*ny*y*iLLOOnOO", &records, &key_size, &run_counts, &run_bases, &slot_bits,
+                          &first_slot, &first_position, &keys_obj, &ids_obj, &id_size, &fingerprints_obj,
+                          &directory_obj))
         return NULL;
     if (writable(keys_obj, &keys_out, "keys_out") < 0 || writable(ids_obj, &ids_out, "ids_out") < 0
+        || writable(fingerprints_obj, &fingerprints, "fingerprints_out") < 0
         || writable(directory_obj, &directory, "directory_out") < 0)
         goto done;
-    if (key_size < 8 || records.len % (key_size + ID_BYTES) != 0 || (id_size != 4 && id_size != 8)
+    if (key_size < 16 || records.len % (key_size + ID_BYTES) != 0 || (id_size != 4 && id_size != 8)
         || slot_bits < GROUP_BITS || slot_bits > 63 || run_counts.len != run_bases.len || run_counts.len % 8 != 0
         || directory.len % 8 != 0 || first_slot < 0) {
         PyErr_SetString(PyExc_ValueError, "sort_group: bad sizes");
@@ -402,7 +423,8 @@ static PyObject *removals_sort_group(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "sort_group: the slots are not whole groups");
         goto done;
     }
-    if (keys_out.len != count * key_size || ids_out.len != count * id_size) {
+    if (keys_out.len != count * key_size || ids_out.len != count * id_size
+        || fingerprints.len != count * (Py_ssize_t)sizeof(uint32_t)) {
         PyErr_SetString(PyExc_ValueError, "sort_group: outputs do not fit the records");
         goto done;
     }
@@ -431,11 +453,14 @@ static PyObject *removals_sort_group(PyObject *self, PyObject *args)
             goto done;
         }
     }
-    Py_BEGIN_ALLOW_THREADS
-    status = sort_groups(cursors, runs, key_size, slot_bits, (unsigned)(first_slot / slots_per_group),
-                         slots / slots_per_group, first_position, (uint8_t *)keys_out.buf, (uint8_t *)ids_out.buf,
-                         id_size, (int64_t *)directory.buf, slot_starts);
-    Py_END_ALLOW_THREADS
+    {
+        const SortedOutput out = {(uint8_t *)keys_out.buf, (uint8_t *)ids_out.buf, (uint32_t *)fingerprints.buf,
+                                  (int64_t *)directory.buf, id_size};
+        Py_BEGIN_ALLOW_THREADS
+        status = sort_groups(cursors, runs, key_size, slot_bits, (unsigned)(first_slot / slots_per_group),
+                             slots / slots_per_group, first_position, &out, slot_starts);
+        Py_END_ALLOW_THREADS
+    }
     if (status == OUT_OF_MEMORY) {
         PyErr_NoMemory();
         goto done;
@@ -454,6 +479,7 @@ done:
     release(&run_bases);
     release(&keys_out);
     release(&ids_out);
+    release(&fingerprints);
     release(&directory);
     return result;
 }
@@ -478,32 +504,88 @@ static int append(Growing *list, int64_t value)
     return 0;
 }
 
+typedef struct {
+    const uint8_t *keys, *ids;
+    const uint32_t *fingerprints;
+    const int64_t *directory;
+    Py_ssize_t key_size, id_size, entries;
+    int slot_bits;
+} SlotTable;
+
+enum { LOOKED_UP = 0, DAMAGED = 1, NO_MEMORY = 2 };
+
+/* Queries a block at a time: first every query's directory entry, then the
+ * start of its fingerprints (independent loads in tight loops, so their cache
+ * misses overlap), then the comparisons, on data already in cache. */
+static int lookup_all(const SlotTable *table, const uint8_t *queries, const uint8_t *flags, Py_ssize_t n,
+                      Growing *rows, Growing *found)
+{
+    const Py_ssize_t L = table->key_size, entries = table->entries;
+    const int64_t *const directory = table->directory;
+    const uint32_t *const fingerprints = table->fingerprints;
+    const int shift = 64 - table->slot_bits;
+    int64_t lo[LOOKUP_BLOCK], hi[LOOKUP_BLOCK];
+    for (Py_ssize_t start = 0; start < n; start += LOOKUP_BLOCK) {
+        const Py_ssize_t m = n - start < LOOKUP_BLOCK ? n - start : LOOKUP_BLOCK;
+        for (Py_ssize_t b = 0; b < m; b++) {
+            const uint64_t slot = prefix_of(queries + (start + b) * L) >> shift;
+            lo[b] = directory[slot];
+            hi[b] = directory[slot + 1];
+        }
+        int damaged = 0;
+        for (Py_ssize_t b = 0; b < m; b++) {
+            damaged |= lo[b] < 0 || hi[b] > entries || lo[b] > hi[b];
+            __builtin_prefetch(fingerprints + (lo[b] < entries ? lo[b] : 0));
+        }
+        if (damaged) return DAMAGED;
+        for (Py_ssize_t b = 0; b < m; b++) {
+            if (flags != NULL && !flags[start + b]) continue;
+            const uint8_t *query = queries + (start + b) * L;
+            const uint32_t wanted = fingerprint_of(query, table->slot_bits);
+            for (int64_t p = lo[b]; p < hi[b] && fingerprints[p] <= wanted; p++) {
+                if (fingerprints[p] != wanted || memcmp(table->keys + p * L, query, (size_t)L) != 0) continue;
+                int64_t id;
+                if (table->id_size == 8) {
+                    memcpy(&id, table->ids + p * 8, 8);
+                } else {
+                    uint32_t narrow;
+                    memcpy(&narrow, table->ids + p * 4, 4);
+                    id = narrow;
+                }
+                if (append(rows, start + b) < 0 || append(found, id) < 0) return NO_MEMORY;
+            }
+        }
+    }
+    return LOOKED_UP;
+}
+
 PyDoc_STRVAR(lookup_doc,
-"lookup(queries, key_size, valid, keys, ids, id_size, directory, slot_bits) -> (rows, ids)\n\n"
+"lookup(queries, key_size, valid, keys, ids, id_size, fingerprints, directory, slot_bits) -> (rows, ids)\n\n"
 "Every (query row, id) whose query equals an indexed key, rows ascending, as\n"
 "two bytes objects of int64. valid: None or one byte per query, 0 = skip.");
 
 static PyObject *removals_lookup(PyObject *self, PyObject *args)
 {
-    Py_buffer queries = {0}, valid = {0}, keys = {0}, ids = {0}, directory = {0};
+    Py_buffer queries = {0}, valid = {0}, keys = {0}, ids = {0}, fingerprints = {0}, directory = {0};
     PyObject *valid_obj, *result = NULL;
     Py_ssize_t key_size, id_size, n, entries, slots;
     int slot_bits, failed = 0;
     Growing rows = {0}, found = {0};
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nOy*y*ny*i", &queries, &key_size, &valid_obj, &keys, &ids, &id_size, &directory,
-                          &slot_bits))
+    if (!PyArg_ParseTuple(args, "y*nOy*y*ny*y*i", &queries, &key_size, &valid_obj, &keys, &ids, &id_size,
+                          &fingerprints, &directory, &slot_bits))
         return NULL;
-    if (key_size < 8 || queries.len % key_size != 0 || keys.len % key_size != 0 || (id_size != 4 && id_size != 8)
-        || slot_bits < 1 || slot_bits > 63 || directory.len != (((Py_ssize_t)1 << slot_bits) + 1) * 8) {
+    if (key_size < 16 || queries.len % key_size != 0 || keys.len % key_size != 0 || (id_size != 4 && id_size != 8)
+        || slot_bits < GROUP_BITS || slot_bits > 63 || directory.len != (((Py_ssize_t)1 << slot_bits) + 1) * 8) {
         PyErr_SetString(PyExc_ValueError, "lookup: bad key size, ids or directory");
         goto done;
     }
     n = queries.len / key_size;
     entries = keys.len / key_size;
     slots = (Py_ssize_t)1 << slot_bits;
-    if (ids.len != entries * id_size || ((const int64_t *)directory.buf)[slots] != entries) {
-        PyErr_SetString(PyExc_ValueError, "lookup: keys, ids and directory do not agree");
+    if (ids.len != entries * id_size || fingerprints.len != entries * (Py_ssize_t)sizeof(uint32_t)
+        || ((const int64_t *)directory.buf)[slots] != entries) {
+        PyErr_SetString(PyExc_ValueError, "lookup: keys, ids, fingerprints and directory do not agree");
         goto done;
     }
     if (valid_obj != Py_None) {
@@ -513,45 +595,18 @@ static PyObject *removals_lookup(PyObject *self, PyObject *args)
             goto done;
         }
     }
-    Py_BEGIN_ALLOW_THREADS
     {
-        const uint8_t *q = (const uint8_t *)queries.buf, *k = (const uint8_t *)keys.buf;
+        const SlotTable table = {(const uint8_t *)keys.buf, (const uint8_t *)ids.buf,
+                                 (const uint32_t *)fingerprints.buf, (const int64_t *)directory.buf, key_size, id_size,
+                                 entries, slot_bits};
         const uint8_t *flags = valid.obj != NULL ? (const uint8_t *)valid.buf : NULL;
-        const int64_t *dir = (const int64_t *)directory.buf;
-        const int shift = 64 - slot_bits;
-        for (Py_ssize_t i = 0; i < n && !failed; i++) {
-            if (i + LOOKUP_AHEAD < n) __builtin_prefetch(dir + (prefix_of(q + (i + LOOKUP_AHEAD) * key_size) >> shift));
-            if (flags != NULL && !flags[i]) continue;
-            const uint8_t *query = q + i * key_size;
-            uint64_t slot = prefix_of(query) >> shift;
-            int64_t lo = dir[slot], hi = dir[slot + 1];
-            if (lo < 0 || hi > entries || lo > hi) {
-                failed = 1;
-                break;
-            }
-            for (int64_t p = lo; p < hi; p++) {
-                int order = memcmp(k + p * key_size, query, (size_t)key_size);
-                if (order > 0) break;
-                if (order < 0) continue;
-                int64_t id;
-                if (id_size == 8) {
-                    memcpy(&id, (const uint8_t *)ids.buf + p * 8, 8);
-                } else {
-                    uint32_t narrow;
-                    memcpy(&narrow, (const uint8_t *)ids.buf + p * 4, 4);
-                    id = narrow;
-                }
-                if (append(&rows, i) < 0 || append(&found, id) < 0) {
-                    failed = 2;
-                    break;
-                }
-            }
-        }
+        Py_BEGIN_ALLOW_THREADS
+        failed = lookup_all(&table, (const uint8_t *)queries.buf, flags, n, &rows, &found);
+        Py_END_ALLOW_THREADS
     }
-    Py_END_ALLOW_THREADS
-    if (failed == 1) {
+    if (failed == DAMAGED) {
         PyErr_SetString(PyExc_ValueError, "lookup: the directory points outside the keys (index damaged?)");
-    } else if (failed == 2) {
+    } else if (failed == NO_MEMORY) {
         PyErr_NoMemory();
     } else {
         /* y# turns a NULL pointer into None: an empty result must still be bytes. */
@@ -567,6 +622,7 @@ done:
     release(&valid);
     release(&keys);
     release(&ids);
+    release(&fingerprints);
     release(&directory);
     return result;
 }

@@ -9,9 +9,10 @@
 2. Sort. `build_slot_index` cuts the 65,536 groups into ranges of about
    `RANGE_RECORDS` records. A range is contiguous in every run, so a task
    finds it from two of the run's group starts and reads it with one
-   positioned read per run, sorts it by slot and key (in
-   C) and writes it straight into its place in the index files: ranges own
-   disjoint bytes of every file, so tasks never write the same bytes.
+   positioned read per run, sorts it by slot and key (in C, a 16-bit group
+   at a time, in cache) and writes it straight into its place in the index
+   files: ranges own disjoint bytes of every file, so tasks never write the
+   same bytes.
 
 Each value is written twice (its run, then the index) and read once from
 each; no phase holds more than a buffer or a range, however long the list:
@@ -31,7 +32,7 @@ import numpy as np
 
 from safeset import _removals
 from safeset.engine.local import LocalEngine
-from safeset.removals.slotindex import MIN_SLOT_BITS, SlotIndex, id_dtype_for, index_paths, slot_bits_for
+from safeset.removals.slotindex import MIN_SLOT_BITS, PARTS, SlotIndex, id_dtype_for, index_paths, slot_bits_for
 
 ID_BYTES = 4
 GROUP_BITS = MIN_SLOT_BITS
@@ -90,8 +91,8 @@ class KeySpill:
     """Phase 1: (key, row) pairs into ordered runs in one file; rows must not decrease between calls."""
 
     def __init__(self, path: str | Path, key_size: int, memory_bytes: int = DEFAULT_MEMORY_BYTES):
-        if key_size < 8:
-            raise ValueError("keys must be at least 8 bytes long")
+        if key_size < 16:
+            raise ValueError("keys must be at least 16 bytes long")
         self.path = Path(path)
         self.key_size = key_size
         self.width = key_size + ID_BYTES
@@ -236,7 +237,7 @@ def sort_ranges(task: RangeTask, context=None, report=lambda n: None) -> int:
     """
     slots_per_group = 1 << (task.slot_bits - GROUP_BITS)
     reader = _RunReader(task.runs, task.key_size + ID_BYTES)
-    outputs = {part: os.open(task.paths[part], os.O_WRONLY) for part in ("keys", "ids", "slots")}
+    outputs = {part: os.open(task.paths[part], os.O_WRONLY) for part in PARTS}
     written = 0
     try:
         for first_group, stop_group, first_position in task.ranges:
@@ -244,12 +245,14 @@ def sort_ranges(task: RangeTask, context=None, report=lambda n: None) -> int:
             count = int(counts.sum())
             keys = np.empty((count, task.key_size), dtype=np.uint8)
             ids = np.empty(count * task.id_size, dtype=np.uint8)
+            fingerprints = np.empty(count, dtype="<u4")
             slots = np.empty((stop_group - first_group) * slots_per_group, dtype="<i8")
             first_slot = first_group * slots_per_group
             _removals.sort_group(records, task.key_size, counts, bases, task.slot_bits, first_slot, first_position,
-                                 keys, ids, task.id_size, slots)
+                                 keys, ids, task.id_size, fingerprints, slots)
             _write_at(outputs["keys"], keys, task.data_offsets["keys"] + first_position * task.key_size)
             _write_at(outputs["ids"], ids, task.data_offsets["ids"] + first_position * task.id_size)
+            _write_at(outputs["fingerprints"], fingerprints, task.data_offsets["fingerprints"] + first_position * 4)
             _write_at(outputs["slots"], slots, task.data_offsets["slots"] + first_slot * 8)
             written += count
             report(count)
@@ -301,7 +304,7 @@ def build_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], 
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    key_size = spills[0].key_size if spills else 8
+    key_size = spills[0].key_size if spills else 16
     runs = sorted((RunRef(spill.path, spill.starts_path, row, run.first_record, run.base_row)
                    for spill in spills for row, run in enumerate(spill.runs)), key=lambda run: run.base_row)
     totals = _group_totals(spills)
@@ -310,7 +313,7 @@ def build_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], 
     id_dtype = id_dtype_for(list_rows)
     paths = index_paths(directory, stem)
     shapes = {"keys": (np.uint8, (entries, key_size)), "ids": (id_dtype, (entries,)),
-              "slots": (np.dtype("<i8"), ((1 << slot_bits) + 1,))}
+              "fingerprints": (np.dtype("<u4"), (entries,)), "slots": (np.dtype("<i8"), ((1 << slot_bits) + 1,))}
     data_offsets = {part: _create_npy(paths[part], *shapes[part]) for part in shapes}
     positions = np.r_[0, np.cumsum(totals)]
     ranges = [(first, stop, int(positions[first])) for first, stop in _ranges(totals)]
