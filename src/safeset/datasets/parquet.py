@@ -189,6 +189,10 @@ class ParquetReader:
             raise InputError(self.shard.path, f"row group {group}", f"corrupt data ({exc})") from None
         return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], table.schema)
 
+    def checksum(self) -> str | None:
+        """The file's XXH3-128 when the native reads hashed it on the way, else None (hash it apart)."""
+        return self._chunks.checksum() if self._chunks is not None else None
+
     def close(self) -> None:
         if self._chunks is not None:
             self._chunks.close()

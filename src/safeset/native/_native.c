@@ -2012,7 +2012,7 @@ PyDoc_STRVAR(sorted_lookup_doc,
 "stays in cache); keys: the sorted keys, key_size bytes each; entry_ids:\n"
 "int64 per key. Returns two int64 byte strings, rows ascending.");
 
-enum { COARSE_STRIDE = 256 };
+enum { COARSE_STRIDE = 256, LOOKUP_GROUP = 16 };
 
 /* First i in [low, high) with sorted[i] >= value (high if none). */
 static inline Py_ssize_t lower_bound_u64(const uint64_t *sorted, Py_ssize_t low, Py_ssize_t high, uint64_t value)
@@ -2060,31 +2060,56 @@ static PyObject *native_sorted_lookup(PyObject *self, PyObject *args)
         const uint64_t *sorted = (const uint64_t *)prefixes.buf, *sample = (const uint64_t *)coarse.buf;
         const uint8_t *key_bytes = (const uint8_t *)keys.buf, *query_bytes = (const uint8_t *)queries.buf;
         const int64_t *candidates = (const int64_t *)rows.buf, *entry_ids = (const int64_t *)ids.buf;
-        for (k = 0; k < n_rows && !failed; k++) {
-            int64_t row = candidates[k];
-            const uint8_t *query = query_bytes + row * key_size;
-            uint64_t prefix = key_prefix(query);
-            Py_ssize_t block = lower_bound_u64(sample, 0, n_coarse, prefix) - 1, at, end;
-            Py_ssize_t low = block > 0 ? block * COARSE_STRIDE : 0;
-            Py_ssize_t high = (block + 1) * COARSE_STRIDE < n_keys ? (block + 1) * COARSE_STRIDE : n_keys;
-            at = lower_bound_u64(sorted, low, high, prefix);
-            for (end = at; end < n_keys && sorted[end] == prefix; end++) {
-                if (memcmp(key_bytes + end * key_size, query, (size_t)key_size) != 0) continue;
-                if (found == capacity) {
-                    Py_ssize_t bigger = capacity ? 2 * capacity : 64;
-                    int64_t *more_rows = (int64_t *)realloc(found_rows, (size_t)bigger * 8);
-                    int64_t *more_ids = more_rows ? (int64_t *)realloc(found_ids, (size_t)bigger * 8) : NULL;
-                    if (more_rows) found_rows = more_rows;
-                    if (more_ids == NULL) {
-                        failed = 1;
-                        break;
+        /* Candidates go LOOKUP_GROUP at a time, their bisections in lockstep: each
+         * step starts every search's next cache miss before waiting on any. */
+        for (k = 0; k < n_rows && !failed; k += LOOKUP_GROUP) {
+            Py_ssize_t group = n_rows - k < LOOKUP_GROUP ? n_rows - k : LOOKUP_GROUP, g, active;
+            Py_ssize_t low[LOOKUP_GROUP], high[LOOKUP_GROUP];
+            uint64_t wanted[LOOKUP_GROUP];
+            for (g = 0; g < group; g++) {
+                Py_ssize_t block;
+                wanted[g] = key_prefix(query_bytes + candidates[k + g] * key_size);
+                block = lower_bound_u64(sample, 0, n_coarse, wanted[g]) - 1; /* the sample stays in cache */
+                low[g] = block > 0 ? block * COARSE_STRIDE : 0;
+                high[g] = (block + 1) * COARSE_STRIDE < n_keys ? (block + 1) * COARSE_STRIDE : n_keys;
+            }
+            do {
+                active = 0;
+                for (g = 0; g < group; g++)
+                    if (low[g] < high[g]) __builtin_prefetch(sorted + low[g] + (high[g] - low[g]) / 2);
+                for (g = 0; g < group; g++) {
+                    if (low[g] < high[g]) {
+                        Py_ssize_t middle = low[g] + (high[g] - low[g]) / 2;
+                        if (sorted[middle] < wanted[g])
+                            low[g] = middle + 1;
+                        else
+                            high[g] = middle;
+                        active |= low[g] < high[g];
                     }
-                    found_ids = more_ids;
-                    capacity = bigger;
                 }
-                found_rows[found] = row;
-                found_ids[found] = entry_ids[end];
-                found++;
+            } while (active);
+            for (g = 0; g < group && !failed; g++) { /* low[g]: first key with this prefix, if any */
+                int64_t row = candidates[k + g];
+                const uint8_t *query = query_bytes + row * key_size;
+                Py_ssize_t end;
+                for (end = low[g]; end < n_keys && sorted[end] == wanted[g]; end++) {
+                    if (memcmp(key_bytes + end * key_size, query, (size_t)key_size) != 0) continue;
+                    if (found == capacity) {
+                        Py_ssize_t bigger = capacity ? 2 * capacity : 64;
+                        int64_t *more_rows = (int64_t *)realloc(found_rows, (size_t)bigger * 8);
+                        int64_t *more_ids = more_rows ? (int64_t *)realloc(found_ids, (size_t)bigger * 8) : NULL;
+                        if (more_rows) found_rows = more_rows;
+                        if (more_ids == NULL) {
+                            failed = 1;
+                            break;
+                        }
+                        found_ids = more_ids;
+                        capacity = bigger;
+                    }
+                    found_rows[found] = row;
+                    found_ids[found] = entry_ids[end];
+                    found++;
+                }
             }
         }
     }
