@@ -120,7 +120,7 @@ def test_a_damaged_cached_index_is_rebuilt(tmp_path, dataset, builds, damage):
         (index_dir / "url_sha256.slots.npy").unlink()
     assert apply(listed, dataset, tmp_path / "second", cache, match=("url",)) == {"k1", "k2"}
     assert len(builds) == 2, "rebuilt"
-    assert ListIndexCache(cache).find(ListIdentity(mapped_checksum(listed), listed.stat().st_size), "url_sha256")
+    assert ListIndexCache(cache).find(ListIdentity(mapped_checksum(listed), listed.stat().st_size), ("url_sha256",))
 
 
 def test_an_unwritable_cache_falls_back_to_a_one_run_index(tmp_path, dataset):
@@ -162,7 +162,7 @@ def test_two_builders_of_one_list_end_with_one_sound_index(tmp_path):
     for _ in range(2):  # both found nothing and built; the second to publish keeps the first one's
         staging = cache.staging(identity)
         _, entries = build_list_indexes(listed, ("url_sha256",), staging)
-        published.append(cache.publish(staging, identity, "url_sha256", entries["url_sha256"]))
+        published.append(cache.publish(staging, identity, entries, workers=2)["url_sha256"])
     assert published[0] == published[1] and published[0].entries == 3
     assert [p.name for p in (tmp_path / "cache" / identity.checksum).iterdir() if not p.name.startswith(".")] \
         == ["url_sha256"]

@@ -119,19 +119,17 @@ def _list_indexes(list_path: Path, identity: ListIdentity, signal_types: tuple[s
                                                                            dir=tmp_dir)))
         _, entries = build_list_indexes(list_path, signal_types, directory, workers, progress)
         return {t: directory for t, n in entries.items() if n}, entries
-    stage(progress, "checking cached list index", None, None)
-    found = {t: cache.find(identity, t) for t in signal_types}
-    missing = tuple(t for t in signal_types if found[t] is None)
+    found = cache.find(identity, signal_types, workers)
+    missing = tuple(t for t in signal_types if t not in found)
     if missing:
         staging = cache.staging(identity)
         try:
             with tempfile.TemporaryDirectory(prefix="safeset-removal-spill-", dir=tmp_dir) as spills:
                 _, entries = build_list_indexes(list_path, missing, staging, workers, progress, Path(spills))
-            for signal_type in missing:
-                found[signal_type] = cache.publish(staging, identity, signal_type, entries[signal_type])
+            found.update(cache.publish(staging, identity, entries, workers))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         cache.evict()
     cache.touch(identity)
-    return ({t: index.directory for t, index in found.items() if index.entries},
-            {t: index.entries for t, index in found.items()})
+    return ({t: found[t].directory for t in signal_types if found[t].entries},
+            {t: found[t].entries for t in signal_types})

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import xxhash
 
+from safeset.engine.local import LocalEngine
 from safeset.removals.slotindex import PARTS, index_paths
 
 CACHE_FORMAT = 1
@@ -40,6 +41,7 @@ KEEP_LISTS = 4
 MANIFEST = "manifest.json"
 _TEMPORARY = ".tmp-"
 _CHECKSUM_SLICE = 1 << 26
+PARALLEL_CHECKSUM_BYTES = 1 << 30  # below this, starting worker processes costs more than it saves
 
 
 def mapped_checksum(path: str | Path) -> str:
@@ -81,15 +83,26 @@ class ListIndexCache:
     def _list_dir(self, identity: ListIdentity) -> Path:
         return self.root / identity.checksum
 
-    def find(self, identity: ListIdentity, signal_type: str) -> CachedIndex | None:
-        """The verified index of this list and type, or None (a damaged one is removed)."""
-        directory = self._list_dir(identity) / signal_type
-        if not directory.is_dir():
-            return None
-        if _verified(directory, identity, signal_type):
-            return CachedIndex(directory, json.loads((directory / MANIFEST).read_text())["entries"])
-        _remove(directory)
-        return None
+    def find(self, identity: ListIdentity, signal_types: tuple[str, ...], workers: int | None = 1,
+             ) -> dict[str, CachedIndex]:
+        """The verified indexes of this list among these types (damaged ones are removed).
+
+        The files are checksummed on `workers` processes: for a list of 100M
+        entries that is several GB, read from the page cache.
+        """
+        candidates = {t: self._list_dir(identity) / t for t in signal_types}
+        manifests = {t: _sound_manifest(d, identity, t) for t, d in candidates.items() if d.is_dir()}
+        expected = {str(path): files[part]["xxh3_128"] for t, (manifest, files) in manifests.items() if manifest
+                    for part, path in index_paths(candidates[t], t).items() if files}
+        actual = checksums(list(expected), workers)
+        found = {}
+        for signal_type, (manifest, files) in manifests.items():
+            paths = [str(path) for path in index_paths(candidates[signal_type], signal_type).values()] if files else []
+            if manifest and all(actual.get(path) == expected[path] for path in paths):
+                found[signal_type] = CachedIndex(candidates[signal_type], manifest["entries"])
+            else:
+                _remove(candidates[signal_type])
+        return found
 
     def staging(self, identity: ListIdentity) -> Path:
         """A new directory to build this list's missing indexes in (inside the cache: renames stay cheap)."""
@@ -100,31 +113,34 @@ class ListIndexCache:
         staging.mkdir()
         return staging
 
-    def publish(self, staging: Path, identity: ListIdentity, signal_type: str, entries: int) -> CachedIndex:
-        """Move a type's index built in `staging` into its place, with its manifest; returns where it is."""
-        built = staging / f"{signal_type}.complete"
-        built.mkdir()
-        files = {}
-        for part, path in index_paths(staging, signal_type).items():
-            if entries:
-                os.replace(path, built / path.name)
-                files[part] = {"bytes": (built / path.name).stat().st_size,
-                               "xxh3_128": mapped_checksum(built / path.name)}
-            else:
-                path.unlink(missing_ok=True)
-        manifest = {"format": CACHE_FORMAT, "list_xxh3_128": identity.checksum, "list_bytes": identity.size,
-                    "signal_type": signal_type, "entries": entries, "files": files}
-        (built / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        final = self._list_dir(identity) / signal_type
-        try:
-            os.rename(built, final)
-        except OSError:  # another process published it first: use theirs if it is sound
-            _remove(built)
-            found = self.find(identity, signal_type)
-            if found is None:
-                raise
-            return found
-        return CachedIndex(final, entries)
+    def publish(self, staging: Path, identity: ListIdentity, entries: dict[str, int], workers: int | None = 1,
+                ) -> dict[str, CachedIndex]:
+        """Move the indexes built in `staging` (entries per type) into place with their manifests."""
+        built = {t: staging / f"{t}.complete" for t in entries}
+        for signal_type, directory in built.items():
+            directory.mkdir()
+            for path in index_paths(staging, signal_type).values():
+                if entries[signal_type]:
+                    os.replace(path, directory / path.name)
+        sums = checksums([str(p) for t, d in built.items() if entries[t] for p in index_paths(d, t).values()],
+                         workers)
+        published = {}
+        for signal_type, directory in built.items():
+            paths = index_paths(directory, signal_type) if entries[signal_type] else {}
+            files = {part: {"bytes": path.stat().st_size, "xxh3_128": sums[str(path)]} for part, path in paths.items()}
+            manifest = {"format": CACHE_FORMAT, "list_xxh3_128": identity.checksum, "list_bytes": identity.size,
+                        "signal_type": signal_type, "entries": entries[signal_type], "files": files}
+            (directory / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+            final = self._list_dir(identity) / signal_type
+            try:
+                os.rename(directory, final)
+                published[signal_type] = CachedIndex(final, entries[signal_type])
+            except OSError:  # another process published it first: use theirs if it is sound
+                _remove(directory)
+                published.update(self.find(identity, (signal_type,), workers))
+                if signal_type not in published:
+                    raise
+        return published
 
     def touch(self, identity: ListIdentity) -> None:
         """Mark this list's indexes as just used (eviction removes the least recently used lists)."""
@@ -148,30 +164,48 @@ class ListIndexCache:
                 _remove(path)
 
 
-def _verified(directory: Path, identity: ListIdentity, signal_type: str) -> bool:
+def _sound_manifest(directory: Path, identity: ListIdentity, signal_type: str) -> tuple[dict | None, dict]:
+    """(manifest, its files) if it names this list and type and the files have their sizes; else (None, {})."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
-        return False
+        return None, {}
     expected = {"format": CACHE_FORMAT, "list_xxh3_128": identity.checksum, "list_bytes": identity.size,
                 "signal_type": signal_type}
     if not isinstance(manifest, dict) or any(manifest.get(k) != v for k, v in expected.items()):
-        return False
+        return None, {}
     entries, files = manifest.get("entries"), manifest.get("files")
-    if not isinstance(entries, int) or not isinstance(files, dict):
-        return False
+    if not isinstance(entries, int) or isinstance(entries, bool) or entries < 0 or not isinstance(files, dict):
+        return None, {}
     if entries == 0:
-        return not files
-    paths = index_paths(directory, signal_type)
+        return (manifest, {}) if not files else (None, {})
     if set(files) != set(PARTS):
-        return False
-    for part, path in paths.items():
+        return None, {}
+    for part, path in index_paths(directory, signal_type).items():
         try:
-            if path.stat().st_size != files[part]["bytes"] or mapped_checksum(path) != files[part]["xxh3_128"]:
-                return False
+            if path.stat().st_size != files[part]["bytes"] or not isinstance(files[part]["xxh3_128"], str):
+                return None, {}
         except (OSError, KeyError, TypeError):
-            return False
-    return True
+            return None, {}
+    return manifest, files
+
+
+def checksums(paths: list[str], workers: int | None = 1) -> dict[str, str]:
+    """`mapped_checksum` of each file, on up to `workers` processes (in this one when they are small)."""
+    total = sum(os.path.getsize(path) for path in paths if os.path.exists(path))
+    workers = 1 if total < PARALLEL_CHECKSUM_BYTES else min(LocalEngine(workers).workers, len(paths))
+    results = {}
+    for path, result in LocalEngine(workers).map(_no_context, (), _checksum_task, paths):
+        results[path] = None if isinstance(result, BaseException) else result  # unreadable: not verified
+    return results
+
+
+def _checksum_task(path: str, context=None, report=None) -> str:
+    return mapped_checksum(path)
+
+
+def _no_context() -> None:
+    return None
 
 
 def _running(pid: int) -> bool:

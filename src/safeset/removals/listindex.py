@@ -21,7 +21,7 @@ from safeset.errors import InputError
 from safeset.jobs.run import Progress
 from safeset.removals.listfile import READ_BATCH_ROWS, open_removal_list
 from safeset.removals.progress import stage
-from safeset.removals.spillruns import KeySpill, SpillInfo, build_slot_index, remove_spill
+from safeset.removals.spillruns import KeySpill, SpillInfo, plan_slot_index, remove_spill, run_plans
 from safeset.removals.source import SIGNAL_COLUMNS, key_digests
 from safeset.signals import kernels
 
@@ -120,9 +120,9 @@ def build_list_indexes(list_path: Path, signal_types: tuple[str, ...], directory
             if progress is not None:
                 progress.shard_finished(chunk.name, True)
         entries = {t: sum(s.records for s in spills[t]) for t in signal_types}
-        for signal_type in signal_types:
-            if entries[signal_type]:
-                build_slot_index(directory, signal_type, spills[signal_type], metadata["total"], workers)
+        plans = [plan_slot_index(directory, t, spills[t], metadata["total"], workers) for t in signal_types if entries[t]]
+        stage(progress, "sorting list index", sum(len(plan.tasks) for plan in plans), sum(entries.values()))
+        run_plans(plans, workers, progress)
     finally:
         for chunk in chunks:
             remove_spill(chunk.spill_path)

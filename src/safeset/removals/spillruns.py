@@ -295,12 +295,33 @@ def _group_totals(spills: list[SpillInfo]) -> np.ndarray:
     return totals
 
 
-def build_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], list_rows: int,
-                     workers: int | None = 1) -> SlotIndex:
-    """Phase 2: write `<stem>.keys.npy`, `.ids.npy`, `.slots.npy` from the spills, then open the index.
+@dataclass(frozen=True)
+class SlotIndexPlan:
+    """Phase 2 of one index, ready to run: its files exist (sparse), its tasks fill them."""
+
+    directory: Path
+    stem: str
+    entries: int
+    tasks: tuple[RangeTask, ...]
+    closing_offset: int  # where the directory's closing entry goes in the slots file
+    spills: tuple[SpillInfo, ...]
+
+    def finish(self) -> SlotIndex:
+        """After every task ran: write the directory's closing entry, remove the spills, open the index."""
+        with open(index_paths(self.directory, self.stem)["slots"], "r+b") as handle:
+            handle.seek(self.closing_offset)
+            handle.write(np.array([self.entries], dtype="<i8").tobytes())  # one past the last key
+        for spill in self.spills:
+            spill.remove()
+        return SlotIndex.load(self.directory, self.stem)
+
+
+def plan_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], list_rows: int,
+                    workers: int | None = 1) -> SlotIndexPlan:
+    """Create `<stem>.keys.npy`, `.ids.npy`, `.fingerprints.npy`, `.slots.npy` and the tasks that fill them.
 
     `list_rows` bounds the row numbers (it sets the width of the ids). Equal
-    keys come out by row. The spills' files are removed once the index is written.
+    keys come out by row. About four tasks per worker.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -317,20 +338,30 @@ def build_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], 
     data_offsets = {part: _create_npy(paths[part], *shapes[part]) for part in shapes}
     positions = np.r_[0, np.cumsum(totals)]
     ranges = [(first, stop, int(positions[first])) for first, stop in _ranges(totals)]
-    engine = LocalEngine(workers)
-    per_task = max(1, len(ranges) // (engine.workers * 4))
-    tasks = [RangeTask({part: str(path) for part, path in paths.items()}, data_offsets, key_size, id_dtype.itemsize,
-                       slot_bits, tuple(runs), tuple(ranges[i : i + per_task]))
-             for i in range(0, len(ranges), per_task)]
-    for _, result in engine.map(_no_context, (), sort_ranges, tasks):
+    per_task = max(1, len(ranges) // (LocalEngine(workers).workers * 4))
+    tasks = tuple(RangeTask({part: str(path) for part, path in paths.items()}, data_offsets, key_size,
+                            id_dtype.itemsize, slot_bits, tuple(runs), tuple(ranges[i : i + per_task]))
+                  for i in range(0, len(ranges), per_task))
+    return SlotIndexPlan(directory, stem, entries, tasks, data_offsets["slots"] + (1 << slot_bits) * 8,
+                         tuple(spills))
+
+
+def run_plans(plans: list[SlotIndexPlan], workers: int | None = 1, progress=None) -> list[SlotIndex]:
+    """Phase 2 of several indexes on one pool of workers; returns the indexes, opened."""
+    advance = progress.advance if progress is not None else (lambda n: None)
+    tasks = [task for plan in plans for task in plan.tasks]
+    for task, result in LocalEngine(workers).map(_no_context, (), sort_ranges, tasks, advance):
         if isinstance(result, BaseException):
             raise result
-    with open(paths["slots"], "r+b") as handle:  # the directory's closing entry: one past the last key
-        handle.seek(data_offsets["slots"] + (1 << slot_bits) * 8)
-        handle.write(np.array([entries], dtype="<i8").tobytes())
-    for spill in spills:
-        spill.remove()
-    return SlotIndex.load(directory, stem)
+        if progress is not None:
+            progress.shard_finished(task.paths["keys"], True)
+    return [plan.finish() for plan in plans]
+
+
+def build_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], list_rows: int,
+                     workers: int | None = 1) -> SlotIndex:
+    """Phase 2 of one index: plan it, run it, open it (the spills' files are removed)."""
+    return run_plans([plan_slot_index(directory, stem, spills, list_rows, workers)], workers)[0]
 
 
 def _no_context() -> None:
