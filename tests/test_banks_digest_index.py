@@ -7,7 +7,14 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from safeset.banks.digest_index import MIN_BITMAP_BITS_LOG2, DigestIndex, bitmap_bits_log2, key_prefixes
+from safeset import _native
+from safeset.banks.digest_index import (
+    MIN_BITMAP_BITS_LOG2,
+    DigestIndex,
+    bitmap_bits_log2,
+    filter_words_and_masks,
+    key_prefixes,
+)
 
 
 def expected_matches(keys: np.ndarray, ids: np.ndarray, queries: np.ndarray, valid=None) -> list[tuple[int, int]]:
@@ -85,7 +92,7 @@ def test_empty_index_and_empty_queries(tmp_path):
     assert len(DigestIndex.empty(20)) == 0 and DigestIndex.empty(20).lookup(np.ones((1, 20), np.uint8))[0].size == 0
 
 
-def test_files_are_sorted_and_bitmap_is_sized_per_entry(tmp_path):
+def test_files_are_sorted_and_filter_is_sized_per_entry(tmp_path):
     rng = np.random.default_rng(5)
     keys = rng.integers(0, 256, (5000, 16), dtype=np.uint8)
     keys[:100, :8] = 0x42  # ties on the prefix must still be ordered by the full key
@@ -93,12 +100,46 @@ def test_files_are_sorted_and_bitmap_is_sized_per_entry(tmp_path):
     as_bytes = [row.tobytes() for row in index.keys]
     assert as_bytes == sorted(as_bytes)
     assert np.array_equal(index.prefixes, key_prefixes(np.asarray(index.keys)))
-    assert len(index.bitmap) * 64 >= 32 * 5000
+    assert index.prefilter_kind == "filter" and len(index.prefilter) * 64 >= 32 * 5000
     assert index.bits_log2 == bitmap_bits_log2(5000) == 18
     assert bitmap_bits_log2(0) == MIN_BITMAP_BITS_LOG2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "s.bitmap.npy", "s.ids.npy", "s.keys.npy", "s.prefix.npy",
+        "s.filter.npy", "s.ids.npy", "s.keys.npy", "s.prefix.npy",
     ]
+
+
+def test_filter_sets_the_documented_bits_and_lets_few_misses_through(tmp_path):
+    rng = np.random.default_rng(8)
+    keys = rng.integers(0, 256, (200_000, 16), dtype=np.uint8)
+    index = DigestIndex.build(keys, np.arange(len(keys)), tmp_path, "f")
+    prefixes = key_prefixes(keys)
+    word_bits = index.bits_log2 - 6
+    words, masks = filter_words_and_masks(prefixes, word_bits)
+    assert np.array_equal(words, prefixes >> np.uint64(64 - word_bits))
+    assert np.all(index.prefilter[words] & masks == masks)  # every key passes its own test
+    misses = rng.integers(0, 256, (200_000, 16), dtype=np.uint8)
+    passed = np.frombuffer(_native.filter_candidates(misses, 16, index.prefilter, word_bits, None), np.int64)
+    miss_words, miss_masks = filter_words_and_masks(key_prefixes(misses), word_bits)
+    assert np.array_equal(passed, np.flatnonzero(index.prefilter[miss_words] & miss_masks == miss_masks))
+    assert len(passed) < 0.004 * len(misses)  # the bitmap let ~1 in 32 through; the filter ~1 in 700
+    assert index.lookup(misses)[0].size == 0 and np.array_equal(index.lookup(keys[:50])[0], np.arange(50))
+
+
+def test_indexes_with_the_older_bitmap_are_still_read(tmp_path):
+    """Stores built before the Bloom filter have a bitmap over the prefixes' top bits instead."""
+    rng = np.random.default_rng(9)
+    keys = rng.integers(0, 256, (3000, 16), dtype=np.uint8)
+    DigestIndex.build(keys, np.arange(3000), tmp_path, "old")
+    (tmp_path / "old.filter.npy").unlink()
+    bits_log2 = bitmap_bits_log2(3000)
+    slots = key_prefixes(keys) >> np.uint64(64 - bits_log2)
+    bitmap = np.zeros((1 << bits_log2) // 64, dtype=np.uint64)
+    np.bitwise_or.at(bitmap, slots >> np.uint64(6), np.left_shift(np.uint64(1), slots & np.uint64(63)))
+    np.save(tmp_path / "old.bitmap.npy", bitmap)
+    index = DigestIndex.load(tmp_path, "old")
+    assert index.prefilter_kind == "bitmap"
+    rows, ids = index.lookup(np.concatenate([keys[::7], rng.integers(0, 256, (500, 16), dtype=np.uint8)]))
+    assert rows.tolist() == list(range(len(keys[::7]))) and ids.tolist() == list(range(0, 3000, 7))
 
 
 def test_loaded_index_is_memory_mapped(tmp_path):
@@ -126,7 +167,7 @@ def test_missing_index_file_is_an_input_error(tmp_path):
     from safeset.errors import InputError
 
     DigestIndex.build(np.ones((2, 16), np.uint8), np.array([1, 2]), tmp_path, "gone")
-    (tmp_path / "gone.bitmap.npy").unlink()
+    (tmp_path / "gone.prefix.npy").unlink()
     with pytest.raises(InputError):
         DigestIndex.load(tmp_path, "gone")
 

@@ -80,7 +80,7 @@ def test_import_creates_a_complete_version(store, tmp_path):
     rejected = [json.loads(line) for line in (version_dir / "rejected.jsonl").read_text().splitlines()]
     assert rejected == [{"line": 4, "reason": rejected[0]["reason"], "preview": "md5 nothex"}]
     assert "hex" in rejected[0]["reason"]
-    assert sorted(p.name for p in (version_dir / "index").iterdir())[0] == "md5.bitmap.npy"
+    assert sorted(p.name for p in (version_dir / "index").iterdir())[0] == "md5.filter.npy"
     json.dumps(result.to_dict())  # serialisable for --json
 
 

@@ -2004,6 +2004,76 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(filter_candidates_doc,
+"filter_candidates(keys, key_size, words, word_bits, valid) -> bytes\n\n"
+"Rows whose key may be in an exact digest index, by its blocked Bloom filter:\n"
+"a key's first 8 bytes p (big-endian) pick word p >> (64 - word_bits) and the\n"
+"bits (p >> (58 - word_bits)) & 63, (p >> (52 - word_bits)) & 63 and\n"
+"(p >> (46 - word_bits)) & 63 there; all three must be set. keys: n *\n"
+"key_size bytes; words: 2^word_bits uint64; valid: None or one byte per row\n"
+"(0 = skip). Returns int64 row indices, ascending.");
+
+static inline uint64_t filter_mask(uint64_t prefix, int word_bits)
+{
+    return ((uint64_t)1 << ((prefix >> (58 - word_bits)) & 63)) | ((uint64_t)1 << ((prefix >> (52 - word_bits)) & 63)) |
+           ((uint64_t)1 << ((prefix >> (46 - word_bits)) & 63));
+}
+
+static PyObject *native_filter_candidates(PyObject *self, PyObject *args)
+{
+    Py_buffer keys, words_view, valid = {0};
+    Py_ssize_t key_size, n, i, found = 0;
+    int word_bits;
+    PyObject *valid_obj, *result = NULL;
+    int64_t *rows;
+    const uint64_t *words;
+    const uint8_t *flags = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*ny*iO", &keys, &key_size, &words_view, &word_bits, &valid_obj)) return NULL;
+    if (key_size < 8 || keys.len % key_size != 0 || word_bits < 1 || word_bits > 46 ||
+        words_view.len != ((Py_ssize_t)8 << word_bits)) {
+        PyErr_SetString(PyExc_ValueError, "filter_candidates: bad key size, word count or filter size");
+        goto done;
+    }
+    n = keys.len / key_size;
+    if (valid_obj != Py_None) {
+        if (PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0) goto done;
+        if (valid.len != n) {
+            PyErr_SetString(PyExc_ValueError, "filter_candidates: valid has the wrong length");
+            goto done;
+        }
+        flags = (const uint8_t *)valid.buf;
+    }
+    rows = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    if (rows == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    words = (const uint64_t *)words_view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    {
+        const uint8_t *k = (const uint8_t *)keys.buf;
+        int shift = 64 - word_bits;
+        for (i = 0; i < n; i++) {
+            uint64_t prefix, mask;
+            if (i + PROBE_AHEAD < n) /* start the next lookups' cache misses early */
+                __builtin_prefetch(words + (key_prefix(k + (size_t)(i + PROBE_AHEAD) * (size_t)key_size) >> shift));
+            if (flags != NULL && !flags[i]) continue;
+            prefix = key_prefix(k + (size_t)i * (size_t)key_size);
+            mask = filter_mask(prefix, word_bits);
+            if ((words[prefix >> shift] & mask) == mask) rows[found++] = i;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyBytes_FromStringAndSize((const char *)rows, found * (Py_ssize_t)sizeof(int64_t));
+    free(rows);
+done:
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&words_view);
+    if (valid.obj != NULL) PyBuffer_Release(&valid);
+    return result;
+}
+
 PyDoc_STRVAR(sorted_lookup_doc,
 "sorted_lookup(queries, key_size, rows, prefixes, coarse, keys, entry_ids) -> (rows, ids)\n\n"
 "Every (row, entry id) whose key equals queries[row], for the candidate rows\n"
@@ -2140,6 +2210,7 @@ static PyMethodDef native_methods[] = {
     {"replace_rows", native_replace_rows, METH_VARARGS, replace_rows_doc},
     {"hosts", native_hosts, METH_VARARGS, hosts_doc},
     {"bitmap_candidates", native_bitmap_candidates, METH_VARARGS, bitmap_candidates_doc},
+    {"filter_candidates", native_filter_candidates, METH_VARARGS, filter_candidates_doc},
     {"sorted_lookup", native_sorted_lookup, METH_VARARGS, sorted_lookup_doc},
     {"features", native_features, METH_NOARGS, "CPU features found and whether they are used."},
     {"use_accelerated", native_use_accelerated, METH_VARARGS,
