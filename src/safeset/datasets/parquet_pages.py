@@ -119,8 +119,8 @@ class ChunkReader:
         """Decompress each page and hand it to the decoder while it is still in cache.
 
         Data pages are copied out by the decoder at once, so they share one
-        scratch buffer; the dictionary page is kept by the decoder, so it
-        gets its own."""
+        scratch buffer; the dictionary page is kept by the decoder until the
+        chunk is done, so it gets another."""
         seen_dictionary = False
         for (page_type, start, compressed, uncompressed, values, encoding, level_encoding, v2_levels,
              v2_repetition, v2_compressed) in _parquetpages.page_headers(chunk):
@@ -128,7 +128,7 @@ class ChunkReader:
             if page_type == _PAGE_DICTIONARY:
                 if encoding not in _DICTIONARY_ENCODINGS or seen_dictionary:
                     raise Unsupported(f"dictionary page encoding {encoding}")
-                decoder.set_dictionary(_decompress(codec, body, uncompressed), values)
+                decoder.set_dictionary(scratch.decompress(codec, body, uncompressed, "dictionary"), values)
                 seen_dictionary = True
             elif page_type == _PAGE_DATA:
                 if encoding not in _VALUE_ENCODINGS or (max_definition_level and level_encoding != _RLE):
@@ -148,27 +148,30 @@ class ChunkReader:
 
 
 class PageScratch:
-    """One buffer that every data page of a file is decompressed into, in turn.
+    """Buffers that a file's pages are decompressed into, in turn: one for data pages, one for dictionaries.
 
     A fresh buffer per page costs a third more time than one that stays in
-    cache. Snappy, the usual codec of dataset parquet, can decompress into a
-    given buffer (cramjam); other codecs go through Arrow's."""
+    cache. A data page is copied out by the decoder before the next one
+    comes; a dictionary page is needed until its chunk is decoded, and the
+    next chunk's dictionary comes only after that. Snappy, the usual codec of
+    dataset parquet, can decompress into a given buffer (cramjam); other
+    codecs go through Arrow's."""
 
     def __init__(self):
-        self._buffer = bytearray(1 << 20)
+        self._buffers = {"data": bytearray(1 << 20), "dictionary": bytearray(1 << 20)}
 
-    def decompress(self, codec, body: memoryview, size: int):
+    def decompress(self, codec, body: memoryview, size: int, slot: str = "data"):
         if codec is None or codec.name != "snappy":
             return _decompress(codec, body, size)
-        if len(self._buffer) < size:
-            self._buffer = bytearray(size)
+        if len(self._buffers[slot]) < size:
+            self._buffers[slot] = bytearray(size)  # a new one: a decoder may still hold the old
         try:
-            got = cramjam.snappy.decompress_raw_into(body, self._buffer)
+            got = cramjam.snappy.decompress_raw_into(body, self._buffers[slot])
         except cramjam.DecompressionError as exc:
             raise ValueError(f"page does not decompress: {exc}") from None
         if got != size:
             raise ValueError(f"page decompresses to {got} bytes, its header says {size}")
-        return memoryview(self._buffer)[:size]
+        return memoryview(self._buffers[slot])[:size]
 
 
 def _decompress(codec, body: memoryview, size: int):

@@ -938,7 +938,7 @@ PyDoc_STRVAR(digest_doc,
 "Digest each value of an Arrow (large_)string/binary array into `out`\n"
 "(a writable C-contiguous buffer of count * digest_len bytes). algo: 0 MD5,\n"
 "1 SHA-1, 2 SHA-256. rows: None (all rows) or a buffer of int64 row indices.\n"
-"Null rows are left untouched.");
+"Null rows get all-zero digests.");
 
 static PyObject *native_digest(PyObject *self, PyObject *args)
 {
@@ -990,7 +990,10 @@ static PyObject *native_digest(PyObject *self, PyObject *args)
     for (i = 0; i < count; i++) {
         Py_ssize_t row = have_rows ? (Py_ssize_t)rows[i] : i;
         int64_t start;
-        if (!column_is_valid(&col, row)) continue;
+        if (!column_is_valid(&col, row)) {
+            memset((uint8_t *)out_view.buf + i * digest_len, 0, (size_t)digest_len);
+            continue;
+        }
         start = column_start(&col, row);
         jobs[job_count].p = col.data ? col.data + start : (const uint8_t *)"";
         jobs[job_count].n = (size_t)(column_end(&col, row) - start);

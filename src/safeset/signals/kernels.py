@@ -50,7 +50,7 @@ def digest_array(
         if row_indices.ndim != 1:
             raise ValueError("rows must be one-dimensional")
         count = len(row_indices)
-    out = np.zeros((count, DIGEST_SIZES[algo]), dtype=np.uint8)
+    out = np.empty((count, DIGEST_SIZES[algo]), dtype=np.uint8)  # every row is written, nulls as zeros
     validity, offsets, data = values.buffers()[:3]
     _native.digest(
         _ALGO_IDS[algo], validity, offsets, data, values.offset, len(values), large, row_indices, out
@@ -75,10 +75,12 @@ def hex_decode_array(
             parts = [hex_decode_array(chunk, nbytes) for chunk in values.chunks]
             return np.concatenate([d for d, _ in parts]), np.concatenate([v for _, v in parts])
         values = _single_array(values)
-    out = np.zeros((len(values), nbytes), dtype=np.uint8)
-    valid = np.zeros(len(values), dtype=np.bool_)
     if pa.types.is_fixed_size_binary(values.type):
+        out = np.zeros((len(values), nbytes), dtype=np.uint8)
+        valid = np.zeros(len(values), dtype=np.bool_)
         return _decode_fixed_size(values, nbytes, out, valid)
+    out = np.empty((len(values), nbytes), dtype=np.uint8)  # every row is written, invalid ones as zeros
+    valid = np.empty(len(values), dtype=np.bool_)
     large = _variable_width_layout(values)
     accept_raw = pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)
     validity, offsets, data = values.buffers()[:3]
