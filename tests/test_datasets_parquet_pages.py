@@ -251,3 +251,21 @@ def test_decoder_checks_row_counts_and_page_bounds():
         decoder.add_page(1, b"\x01\x02\x00", None, 1, 8)
     with pytest.raises(ValueError, match="byte 0"):
         _parquetpages.page_headers(b"\x15\x00\x15")  # a header cut short
+
+
+def test_readers_of_two_files_interleaved_in_one_thread(tmp_path):
+    """Scratch buffers are shared per thread, and only used within one read: interleaving readers is safe."""
+    rng = random.Random(21)
+    first = pa.table({"URL": sample_values(rng, 4000, 0.1, 0.5)})
+    second = pa.table({"URL": sample_values(rng, 4000, 0.0, 0.0)})
+    paths = [write(tmp_path / "a.parquet", first, row_group_size=1000),
+             write(tmp_path / "b.parquet", second, row_group_size=1000, data_page_version="2.0")]
+    readers = [ChunkReader(p, pq.ParquetFile(p)) for p in paths]
+    got = [[], []]
+    for group in range(4):
+        for which in (0, 1):
+            got[which].append(readers[which].read(group, 0))
+    for reader in readers:
+        reader.close()
+    assert pa.concat_arrays(got[0]).equals(first.column("URL").combine_chunks())
+    assert pa.concat_arrays(got[1]).equals(second.column("URL").combine_chunks())

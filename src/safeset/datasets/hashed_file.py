@@ -15,6 +15,8 @@ from pathlib import Path
 
 import xxhash
 
+from safeset.datasets.scratch import scratch
+
 WINDOW_BYTES = 4 << 20
 
 
@@ -23,13 +25,12 @@ def file_checksum(path: Path) -> str:
     ~20 GB/s, where SHA-256 (1.5 GB/s) would add a sixth to a metadata scan.
 
     Read (not memory-mapped: a file cut short while mapped would kill the
-    worker) into one reused buffer."""
+    worker) into a reused buffer."""
     digest = xxhash.xxh3_128()
-    window = bytearray(WINDOW_BYTES)
-    view = memoryview(window)
+    window = scratch("file window", WINDOW_BYTES)
     with open(path, "rb", buffering=0) as handle:
         while got := handle.readinto(window):
-            digest.update(view[:got])
+            digest.update(window[:got])
     return digest.hexdigest()
 
 
@@ -42,7 +43,6 @@ class HashedFile:
         self._digest = xxhash.xxh3_128()
         self._position = 0
         self._in_order = True
-        self._window: bytearray | None = None
 
     def read_into(self, buffer: memoryview, start: int) -> int:
         """Fill `buffer` with the file's bytes from `start`; returns how many there were."""
@@ -69,9 +69,7 @@ class HashedFile:
 
     def _hash_up_to(self, end: int | None) -> None:
         """Hash the bytes from the current position to `end` (None: to the end of the file)."""
-        if self._window is None:
-            self._window = bytearray(WINDOW_BYTES)
-        view = memoryview(self._window)
+        view = scratch("file window", WINDOW_BYTES)
         fd = self._handle.fileno()
         while end is None or self._position < end:
             size = WINDOW_BYTES if end is None else min(WINDOW_BYTES, end - self._position)

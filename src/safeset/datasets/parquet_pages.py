@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from safeset import _parquetpages
 from safeset.datasets.hashed_file import HashedFile
+from safeset.datasets.scratch import scratch
 
 # Codec names as pyarrow's metadata gives them -> Arrow codec names. pyarrow calls parquet's LZ4_RAW "LZ4";
 # should a chunk be in the old Hadoop framing instead, it fails to decompress and pyarrow reads it.
@@ -68,7 +69,6 @@ class ChunkReader:
         self._schema = parquet_file.schema
         self._arrow_schema = parquet_file.schema_arrow
         self._file = HashedFile(path)
-        self._buffer = bytearray()  # reused: decoded arrays never point into it
         self._pages = PageScratch()
 
     def checksum(self) -> str:
@@ -106,9 +106,7 @@ class ChunkReader:
         if chunk_meta.dictionary_page_offset is not None and 0 < chunk_meta.dictionary_page_offset < start:
             start = chunk_meta.dictionary_page_offset
         size = chunk_meta.total_compressed_size
-        if len(self._buffer) < size:
-            self._buffer = bytearray(size)
-        view = memoryview(self._buffer)[:size]
+        view = scratch("parquet chunk", size)  # decoded arrays never point into it
         got = self._file.read_into(view, start)
         if got != size:
             raise ValueError(f"column chunk at byte {start} is cut short ({got} of {size} bytes)")
@@ -148,7 +146,7 @@ class ChunkReader:
 
 
 class PageScratch:
-    """Buffers that a file's pages are decompressed into, in turn: one for data pages, one for dictionaries.
+    """Decompresses a chunk's pages into reused buffers: one for data pages, one for its dictionary.
 
     A fresh buffer per page costs a third more time than one that stays in
     cache. A data page is copied out by the decoder before the next one
@@ -157,21 +155,17 @@ class PageScratch:
     dataset parquet, can decompress into a given buffer (cramjam); other
     codecs go through Arrow's."""
 
-    def __init__(self):
-        self._buffers = {"data": bytearray(1 << 20), "dictionary": bytearray(1 << 20)}
-
     def decompress(self, codec, body: memoryview, size: int, slot: str = "data"):
         if codec is None or codec.name != "snappy":
             return _decompress(codec, body, size)
-        if len(self._buffers[slot]) < size:
-            self._buffers[slot] = bytearray(size)  # a new one: a decoder may still hold the old
+        out = scratch(f"parquet {slot} page", size)
         try:
-            got = cramjam.snappy.decompress_raw_into(body, self._buffers[slot])
+            got = cramjam.snappy.decompress_raw_into(body, out)
         except cramjam.DecompressionError as exc:
             raise ValueError(f"page does not decompress: {exc}") from None
         if got != size:
             raise ValueError(f"page decompresses to {got} bytes, its header says {size}")
-        return memoryview(self._buffers[slot])[:size]
+        return out
 
 
 def _decompress(codec, body: memoryview, size: int):
