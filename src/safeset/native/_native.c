@@ -466,7 +466,8 @@ static void detect_cpu(void)
         HAVE_AVX2 = os_saves_ymm && (b & (1u << 5)) != 0;
         HAVE_SHA_NI = sse41 && ssse3 && (b & (1u << 29)) != 0;
         /* AVX512F (16), AVX512BW (30): 32-bit lanes, rotates, ternary logic, byte masks */
-        HAVE_AVX512 = HAVE_AVX2 && os_saves_zmm && (b & (1u << 16)) != 0 && (b & (1u << 30)) != 0;
+        HAVE_AVX512 = HAVE_AVX2 && os_saves_zmm && (b & (1u << 16)) != 0 && (b & (1u << 30)) != 0 &&
+                      (b & (1u << 8)) != 0; /* and BMI2 */
     }
 }
 
@@ -636,7 +637,7 @@ __attribute__((target("avx2"))) static void md5_jobs_avx2(const Job *jobs, size_
     V16_STEP(fn, c, d, a, b, (i) + 2, s2); \
     V16_STEP(fn, b, c, d, a, (i) + 3, s3)
 
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx2")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx2,bmi2")))
 
 /* Rows r[0..15] (one lane's 16 message words each) -> w[j] = word j of every lane. */
 AVX512_TARGET static void transpose16(const __m512i *r, __m512i *w)
@@ -665,6 +666,8 @@ AVX512_TARGET static void transpose16(const __m512i *r, __m512i *w)
     }
 }
 
+enum { MD5_PREFETCH_AHEAD = 48 }; /* messages: a few iterations of 16 lanes ahead */
+
 typedef struct {
     const uint8_t *p;
     size_t n;
@@ -682,21 +685,19 @@ static void md5_lane16_start(Md5Lane16 *lane, const Job *job)
     lane->out = job->out;
 }
 
-/* The lane's current 64-byte block: message bytes, or its padded tail. */
+/* The lane's current 64-byte block: message bytes, or its padded tail, built
+ * without branches (which lanes are where in their messages is anyone's
+ * guess, so branches here would mostly be mispredicted). A masked load never
+ * touches the bytes it leaves out, so reading "past" a message is safe. */
 AVX512_TARGET static inline __m512i md5_lane16_block(const Md5Lane16 *lane)
 {
-    size_t full = lane->n / 64, rest = lane->n % 64;
-    __m512i block;
-    if (lane->block < full) return _mm512_loadu_si512((const void *)(lane->p + 64 * lane->block));
-    if (lane->block == full) {
-        __mmask64 take = rest ? (~(__mmask64)0 >> (64 - rest)) : 0;
-        block = _mm512_maskz_loadu_epi8(take, lane->p + 64 * full);
-        block = _mm512_or_si512(block, _mm512_maskz_set1_epi8((__mmask64)1 << rest, (char)0x80));
-        if (rest >= 56) return block;
-    } else {
-        block = _mm512_setzero_si512();
-    }
-    return _mm512_mask_set1_epi64(block, 0x80, (long long)((uint64_t)lane->n * 8u)); /* bit length */
+    int64_t left = (int64_t)lane->n - (int64_t)(64 * lane->block); /* message bytes from this block on */
+    uint64_t take = left <= 0 ? 0 : (left >= 64 ? 64 : (uint64_t)left);
+    uint64_t marker = (uint64_t)(left >= 0 && left < 64) << (left & 63);   /* the 0x80 after the message */
+    __mmask8 length = (__mmask8)((lane->block + 1 == lane->blocks) << 7);  /* bit length in the last block */
+    __m512i block = _mm512_maskz_loadu_epi8(_bzhi_u64(~(uint64_t)0, (unsigned)take), lane->p + 64 * lane->block);
+    block = _mm512_mask_set1_epi8(block, marker, (char)0x80);
+    return _mm512_mask_set1_epi64(block, length, (long long)((uint64_t)lane->n * 8u));
 }
 
 AVX512_TARGET static void md5_jobs_avx512(const Job *jobs, size_t count)
@@ -777,6 +778,10 @@ AVX512_TARGET static void md5_jobs_avx512(const Job *jobs, size_t count)
             lane->out = NULL;
             active--;
             if (next_job < count) {
+                if (next_job + MD5_PREFETCH_AHEAD < count) { /* the streams of 16 lanes outrun the hardware prefetcher */
+                    _mm_prefetch((const char *)jobs[next_job + MD5_PREFETCH_AHEAD].p, _MM_HINT_T0);
+                    _mm_prefetch((const char *)jobs[next_job + MD5_PREFETCH_AHEAD].p + 64, _MM_HINT_T0);
+                }
                 md5_lane16_start(lane, &jobs[next_job++]);
                 active++;
             }
@@ -1689,6 +1694,8 @@ static PyObject *bytes_of(const ByteBuffer *buffer)
     return PyBytes_FromStringAndSize(buffer->bytes ? (const char *)buffer->bytes : "", (Py_ssize_t)buffer->used);
 }
 
+enum { CANON_PREFETCH_AHEAD = 16 };
+
 static PyObject *native_canonical_changes(PyObject *self, PyObject *args)
 {
     PyObject *validity, *offsets, *data, *result = NULL;
@@ -1708,6 +1715,11 @@ static PyObject *native_canonical_changes(PyObject *self, PyObject *args)
         size_t n, written;
         const uint8_t *p;
         int64_t start;
+        if (i + CANON_PREFETCH_AHEAD < length && col.data) { /* the URLs a few rows on, two cache lines each */
+            const uint8_t *ahead = col.data + column_start(&col, i + CANON_PREFETCH_AHEAD);
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + 64);
+        }
         if (!column_is_valid(&col, i)) continue;
         start = column_start(&col, i);
         p = col.data ? col.data + start : (const uint8_t *)"";
