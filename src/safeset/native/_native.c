@@ -1956,37 +1956,62 @@ static inline uint64_t key_prefix(const uint8_t *key)
 #endif
 }
 
-PyDoc_STRVAR(bitmap_candidates_doc,
-"bitmap_candidates(keys, key_size, bitmap, shift, valid) -> bytes\n\n"
-"Rows whose key may be in an exact digest index: the index's bitmap has the\n"
-"bit of the key's first 8 bytes (big-endian) shifted right by `shift` set.\n"
-"keys: n * key_size bytes; bitmap: uint64 words (native order); valid: None\n"
-"or one byte per row (0 = skip). Returns int64 row indices, ascending.");
+/* One pass of a prefilter over a batch's keys: the rows that may be in the
+ * index (flags: NULL, or 0 = skip the row). Runs without the GIL. */
+typedef Py_ssize_t (*ProbeLoop)(const uint8_t *keys, Py_ssize_t key_size, Py_ssize_t n, const uint64_t *words,
+                                int param, const uint8_t *flags, int64_t *rows);
 
-static PyObject *native_bitmap_candidates(PyObject *self, PyObject *args)
+static Py_ssize_t bitmap_probe(const uint8_t *k, Py_ssize_t key_size, Py_ssize_t n, const uint64_t *words, int shift,
+                               const uint8_t *flags, int64_t *rows)
 {
-    Py_buffer keys, bitmap, valid = {0};
-    Py_ssize_t key_size, n, i, found = 0;
-    int shift;
-    PyObject *valid_obj, *result = NULL;
+    Py_ssize_t i, found = 0;
+    for (i = 0; i < n; i++) {
+        uint64_t slot;
+        if (i + PROBE_AHEAD < n) /* start the next lookups' cache misses early */
+            __builtin_prefetch(words + ((key_prefix(k + (size_t)(i + PROBE_AHEAD) * (size_t)key_size) >> shift) >> 6));
+        if (flags != NULL && !flags[i]) continue;
+        slot = key_prefix(k + (size_t)i * (size_t)key_size) >> shift;
+        if ((words[slot >> 6] >> (slot & 63)) & 1) rows[found++] = i;
+    }
+    return found;
+}
+
+static inline uint64_t filter_mask(uint64_t prefix, int word_bits)
+{
+    return ((uint64_t)1 << ((prefix >> (58 - word_bits)) & 63)) | ((uint64_t)1 << ((prefix >> (52 - word_bits)) & 63)) |
+           ((uint64_t)1 << ((prefix >> (46 - word_bits)) & 63));
+}
+
+static Py_ssize_t filter_probe(const uint8_t *k, Py_ssize_t key_size, Py_ssize_t n, const uint64_t *words,
+                               int word_bits, const uint8_t *flags, int64_t *rows)
+{
+    Py_ssize_t i, found = 0;
+    int shift = 64 - word_bits;
+    for (i = 0; i < n; i++) {
+        uint64_t prefix, mask;
+        if (i + PROBE_AHEAD < n) /* start the next lookups' cache misses early */
+            __builtin_prefetch(words + (key_prefix(k + (size_t)(i + PROBE_AHEAD) * (size_t)key_size) >> shift));
+        if (flags != NULL && !flags[i]) continue;
+        prefix = key_prefix(k + (size_t)i * (size_t)key_size);
+        mask = filter_mask(prefix, word_bits);
+        if ((words[prefix >> shift] & mask) == mask) rows[found++] = i;
+    }
+    return found;
+}
+
+/* What both prefilter entry points share: the valid mask, the output, the loop without the GIL. */
+static PyObject *run_probe(ProbeLoop loop, const char *name, Py_buffer *keys, Py_ssize_t key_size, Py_buffer *words,
+                           int param, PyObject *valid_obj)
+{
+    Py_buffer valid = {0};
+    Py_ssize_t n = keys->len / key_size, found = 0;
+    PyObject *result = NULL;
     int64_t *rows;
-    const uint64_t *words;
     const uint8_t *flags = NULL;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*ny*iO", &keys, &key_size, &bitmap, &shift, &valid_obj)) return NULL;
-    if (key_size < 8 || keys.len % key_size != 0 || shift < 0 || shift > 63 || bitmap.len % 8 != 0) {
-        PyErr_SetString(PyExc_ValueError, "bitmap_candidates: bad key size, shift or bitmap");
-        goto done;
-    }
-    n = keys.len / key_size;
-    if ((((uint64_t)1 << 63) >> shift) / 4 > (uint64_t)bitmap.len) {
-        PyErr_SetString(PyExc_ValueError, "bitmap_candidates: bitmap smaller than the shift implies");
-        goto done;
-    }
     if (valid_obj != Py_None) {
-        if (PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0) goto done;
+        if (PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0) return NULL;
         if (valid.len != n) {
-            PyErr_SetString(PyExc_ValueError, "bitmap_candidates: valid has the wrong length");
+            PyErr_Format(PyExc_ValueError, "%s: valid has the wrong length", name);
             goto done;
         }
         flags = (const uint8_t *)valid.buf;
@@ -1996,26 +2021,40 @@ static PyObject *native_bitmap_candidates(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    words = (const uint64_t *)bitmap.buf;
     Py_BEGIN_ALLOW_THREADS
-    {
-        const uint8_t *k = (const uint8_t *)keys.buf;
-        for (i = 0; i < n; i++) {
-            uint64_t slot;
-            if (i + PROBE_AHEAD < n) /* start the next lookups' cache misses early */
-                __builtin_prefetch(words + ((key_prefix(k + (size_t)(i + PROBE_AHEAD) * (size_t)key_size) >> shift) >> 6));
-            if (flags != NULL && !flags[i]) continue;
-            slot = key_prefix(k + (size_t)i * (size_t)key_size) >> shift;
-            if ((words[slot >> 6] >> (slot & 63)) & 1) rows[found++] = i;
-        }
-    }
+    found = loop((const uint8_t *)keys->buf, key_size, n, (const uint64_t *)words->buf, param, flags, rows);
     Py_END_ALLOW_THREADS
     result = PyBytes_FromStringAndSize((const char *)rows, found * (Py_ssize_t)sizeof(int64_t));
     free(rows);
 done:
+    if (valid.obj != NULL) PyBuffer_Release(&valid);
+    return result;
+}
+
+PyDoc_STRVAR(bitmap_candidates_doc,
+"bitmap_candidates(keys, key_size, bitmap, shift, valid) -> bytes\n\n"
+"Rows whose key may be in an exact digest index with a bitmap (stores built\n"
+"before the Bloom filter): the bitmap has the bit of the key's first 8 bytes\n"
+"(big-endian) shifted right by `shift` set. keys: n * key_size bytes; bitmap:\n"
+"uint64 words (native order); valid: None or one byte per row (0 = skip).\n"
+"Returns int64 row indices, ascending.");
+
+static PyObject *native_bitmap_candidates(PyObject *self, PyObject *args)
+{
+    Py_buffer keys, bitmap;
+    Py_ssize_t key_size;
+    int shift;
+    PyObject *valid_obj, *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*ny*iO", &keys, &key_size, &bitmap, &shift, &valid_obj)) return NULL;
+    if (key_size < 8 || keys.len % key_size != 0 || shift < 0 || shift > 63 || bitmap.len % 8 != 0)
+        PyErr_SetString(PyExc_ValueError, "bitmap_candidates: bad key size, shift or bitmap");
+    else if ((((uint64_t)1 << 63) >> shift) / 4 > (uint64_t)bitmap.len)
+        PyErr_SetString(PyExc_ValueError, "bitmap_candidates: bitmap smaller than the shift implies");
+    else
+        result = run_probe(bitmap_probe, "bitmap_candidates", &keys, key_size, &bitmap, shift, valid_obj);
     PyBuffer_Release(&keys);
     PyBuffer_Release(&bitmap);
-    if (valid.obj != NULL) PyBuffer_Release(&valid);
     return result;
 }
 
@@ -2028,64 +2067,21 @@ PyDoc_STRVAR(filter_candidates_doc,
 "key_size bytes; words: 2^word_bits uint64; valid: None or one byte per row\n"
 "(0 = skip). Returns int64 row indices, ascending.");
 
-static inline uint64_t filter_mask(uint64_t prefix, int word_bits)
-{
-    return ((uint64_t)1 << ((prefix >> (58 - word_bits)) & 63)) | ((uint64_t)1 << ((prefix >> (52 - word_bits)) & 63)) |
-           ((uint64_t)1 << ((prefix >> (46 - word_bits)) & 63));
-}
-
 static PyObject *native_filter_candidates(PyObject *self, PyObject *args)
 {
-    Py_buffer keys, words_view, valid = {0};
-    Py_ssize_t key_size, n, i, found = 0;
+    Py_buffer keys, words;
+    Py_ssize_t key_size;
     int word_bits;
     PyObject *valid_obj, *result = NULL;
-    int64_t *rows;
-    const uint64_t *words;
-    const uint8_t *flags = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*ny*iO", &keys, &key_size, &words_view, &word_bits, &valid_obj)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*ny*iO", &keys, &key_size, &words, &word_bits, &valid_obj)) return NULL;
     if (key_size < 8 || keys.len % key_size != 0 || word_bits < 1 || word_bits > 46 ||
-        words_view.len != ((Py_ssize_t)8 << word_bits)) {
+        words.len != ((Py_ssize_t)8 << word_bits))
         PyErr_SetString(PyExc_ValueError, "filter_candidates: bad key size, word count or filter size");
-        goto done;
-    }
-    n = keys.len / key_size;
-    if (valid_obj != Py_None) {
-        if (PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0) goto done;
-        if (valid.len != n) {
-            PyErr_SetString(PyExc_ValueError, "filter_candidates: valid has the wrong length");
-            goto done;
-        }
-        flags = (const uint8_t *)valid.buf;
-    }
-    rows = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
-    if (rows == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    words = (const uint64_t *)words_view.buf;
-    Py_BEGIN_ALLOW_THREADS
-    {
-        const uint8_t *k = (const uint8_t *)keys.buf;
-        int shift = 64 - word_bits;
-        for (i = 0; i < n; i++) {
-            uint64_t prefix, mask;
-            if (i + PROBE_AHEAD < n) /* start the next lookups' cache misses early */
-                __builtin_prefetch(words + (key_prefix(k + (size_t)(i + PROBE_AHEAD) * (size_t)key_size) >> shift));
-            if (flags != NULL && !flags[i]) continue;
-            prefix = key_prefix(k + (size_t)i * (size_t)key_size);
-            mask = filter_mask(prefix, word_bits);
-            if ((words[prefix >> shift] & mask) == mask) rows[found++] = i;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    result = PyBytes_FromStringAndSize((const char *)rows, found * (Py_ssize_t)sizeof(int64_t));
-    free(rows);
-done:
+    else
+        result = run_probe(filter_probe, "filter_candidates", &keys, key_size, &words, word_bits, valid_obj);
     PyBuffer_Release(&keys);
-    PyBuffer_Release(&words_view);
-    if (valid.obj != NULL) PyBuffer_Release(&valid);
+    PyBuffer_Release(&words);
     return result;
 }
 
