@@ -52,7 +52,8 @@ def test_streamed_index_finds_exactly_the_equal_keys(tmp_path, memory_bytes, key
     ordered = [bytes(key) + int(row).to_bytes(8, "big") for key, row in zip(index.keys, index.ids)]
     assert ordered == sorted(ordered), "keys sorted bytewise, ties by list row"
     assert sorted(path.name for path in tmp_path.iterdir()) == \
-        ["k.fingerprints.npy", "k.ids.npy", "k.keys.npy", "k.slots.npy"], "the spill's files are removed"
+        ["k.fingerprints.npy", "k.groups.npy", "k.ids.npy", "k.keys.npy", "k.slots.npy"], \
+        "the spill's files are removed"
 
 
 def test_lookup_skips_rows_without_a_digest_and_an_empty_index_finds_nothing(tmp_path):
@@ -72,9 +73,9 @@ def test_damaged_index_files_are_refused(tmp_path):
     writer = SlotIndexWriter(tmp_path, "k", 32)
     writer.add(random_keys(np.random.default_rng(4), 10))
     writer.finish()
-    slots = np.load(tmp_path / "k.slots.npy")
-    slots[-1] = 11  # says one key more than there is
-    np.save(tmp_path / "k.slots.npy", slots)
+    groups = np.load(tmp_path / "k.groups.npy")
+    groups[-1] = 11  # says one key more than there is
+    np.save(tmp_path / "k.groups.npy", groups)
     with pytest.raises(InputError, match="do not agree"):
         SlotIndex.load(tmp_path, "k")
 

@@ -11,11 +11,14 @@
  * is its first 8 bytes read big-endian, so prefixes order like the keys.
  *
  * The index (see slotindex.py): keys sorted bytewise (ties by list row), the
- * list row of each, a slot directory (slot s = prefix >> (64 - slot_bits)
- * holds positions [directory[s], directory[s + 1])) and a fingerprint of each
- * key: its 32 bits after the slot bits. Digests are uniform, so a slot holds a
- * handful of keys, and a lookup reads one directory entry and one cache line
- * of fingerprints; a key itself is read only when its fingerprint is equal.
+ * list row of each, a fingerprint of each key (its 32 bits after the slot
+ * bits) and a slot directory. Slot s = prefix >> (64 - slot_bits); its entry
+ * holds where the slot starts, relative to the start of its 16-bit group
+ * (groups[s >> (slot_bits - 16)]), in the low 32 bits, and in the high 32 a
+ * filter: bit (fingerprint & 31) of each of its keys. Digests are uniform, so
+ * a slot holds a handful of keys and most lookups that miss read the one
+ * directory entry; the others read one line of fingerprints too, and a key
+ * itself only when its fingerprint is equal.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -305,12 +308,13 @@ static inline unsigned group_of(const uint8_t *key)
     return ((unsigned)key[0] << 8) | key[1];
 }
 
-enum { SORTED = 0, OUT_OF_MEMORY = 1, NOT_GROUPED = 2 };
+enum { SORTED = 0, OUT_OF_MEMORY = 1, NOT_GROUPED = 2, GROUP_TOO_LARGE = 3 };
 
 typedef struct {
     uint8_t *keys, *ids;
     uint32_t *fingerprints;
-    int64_t *directory;
+    uint64_t *slots;
+    int64_t *groups;
     Py_ssize_t id_size;
 } SortedOutput;
 
@@ -334,6 +338,10 @@ static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_siz
             n += (p - runs[j].at) / width;
         }
         if (status != SORTED) break;
+        if ((uint64_t)n > UINT32_MAX) { /* slot starts are 32-bit offsets into their group */
+            status = GROUP_TOO_LARGE;
+            break;
+        }
         if (reserve(&work, n) < 0) {
             status = OUT_OF_MEMORY;
             break;
@@ -348,10 +356,8 @@ static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_siz
         }
         memset(slot_starts, 0, (size_t)(slots_per_group + 1) * sizeof(int64_t));
         for (i = 0; i < n; i++) slot_starts[((work.prefixes[i] >> shift) & (slots_per_group - 1)) + 1]++;
-        for (Py_ssize_t s = 0; s < slots_per_group; s++) {
-            slot_starts[s + 1] += slot_starts[s];
-            out->directory[g * slots_per_group + s] = first_position + position + slot_starts[s];
-        }
+        for (Py_ssize_t s = 0; s < slots_per_group; s++) slot_starts[s + 1] += slot_starts[s];
+        out->groups[g] = first_position + position;
         for (i = 0; i < n; i++) work.order[slot_starts[(work.prefixes[i] >> shift) & (slots_per_group - 1)]++] = (uint32_t)i;
         Py_ssize_t from = 0;
         for (Py_ssize_t s = 0; s < slots_per_group; s++) { /* slot_starts[s] now ends slot s */
@@ -370,6 +376,12 @@ static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_siz
                 memcpy(out->ids + (position + i) * 4, &narrow, 4);
             }
         }
+        for (Py_ssize_t s = 0, begin = 0; s < slots_per_group; s++) { /* slot_starts[s] ends slot s */
+            uint32_t filter = 0;
+            for (Py_ssize_t p = begin; p < slot_starts[s]; p++) filter |= (uint32_t)1 << (out->fingerprints[position + p] & 31);
+            out->slots[g * slots_per_group + s] = ((uint64_t)filter << 32) | (uint64_t)begin;
+            begin = slot_starts[s];
+        }
         position += n;
     }
     for (Py_ssize_t j = 0; j < run_count && status == SORTED; j++)
@@ -380,33 +392,32 @@ static int sort_groups(RunCursor *runs, Py_ssize_t run_count, Py_ssize_t key_siz
 
 PyDoc_STRVAR(sort_group_doc,
 "sort_group(records, key_size, run_counts, run_bases, slot_bits, first_slot, first_position,\n"
-"           keys_out, ids_out, id_size, fingerprints_out, directory_out) -> None\n\n"
+"           keys_out, ids_out, id_size, fingerprints_out, slots_out, groups_out) -> None\n\n"
 "Sort a range of 16-bit groups into its part of an index. `records` holds the\n"
 "range's records of each run in turn (run_counts[j] of run j, ordered by group,\n"
 "ids relative to run_bases[j]). Writes the keys in order (bytewise, ties by id),\n"
 "their absolute ids (id_size 4 or 8 bytes, little-endian), their fingerprints\n"
-"(uint32) and, for each slot\n"
-"first_slot + i of the range, directory_out[i] = first_position + (records of\n"
-"the range in lower slots).");
+"(uint32), the directory entry of each slot first_slot + i of the range (uint64)\n"
+"and where each of the range's groups starts (int64, from first_position on).");
 
 static PyObject *removals_sort_group(PyObject *self, PyObject *args)
 {
     Py_buffer records = {0}, run_counts = {0}, run_bases = {0}, keys_out = {0}, ids_out = {0}, directory = {0};
-    Py_buffer fingerprints = {0};
-    PyObject *keys_obj, *ids_obj, *fingerprints_obj, *directory_obj, *result = NULL;
+    Py_buffer fingerprints = {0}, groups_out = {0};
+    PyObject *keys_obj, *ids_obj, *fingerprints_obj, *directory_obj, *groups_obj, *result = NULL;
     Py_ssize_t key_size, id_size, count, runs, slots, slots_per_group;
     int slot_bits, status = SORTED;
     long long first_slot, first_position;
     RunCursor *cursors = NULL;
     int64_t *slot_starts = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*ny*y*iLLOOnOO", &records, &key_size, &run_counts, &run_bases, &slot_bits,
+    if (!PyArg_ParseTuple(args, "y*ny*y*iLLOOnOOO", &records, &key_size, &run_counts, &run_bases, &slot_bits,
                           &first_slot, &first_position, &keys_obj, &ids_obj, &id_size, &fingerprints_obj,
-                          &directory_obj))
+                          &directory_obj, &groups_obj))
         return NULL;
     if (writable(keys_obj, &keys_out, "keys_out") < 0 || writable(ids_obj, &ids_out, "ids_out") < 0
         || writable(fingerprints_obj, &fingerprints, "fingerprints_out") < 0
-        || writable(directory_obj, &directory, "directory_out") < 0)
+        || writable(directory_obj, &directory, "slots_out") < 0 || writable(groups_obj, &groups_out, "groups_out") < 0)
         goto done;
     if (key_size < 16 || records.len % (key_size + ID_BYTES) != 0 || (id_size != 4 && id_size != 8)
         || slot_bits < GROUP_BITS || slot_bits > 63 || run_counts.len != run_bases.len || run_counts.len % 8 != 0
@@ -419,7 +430,8 @@ static PyObject *removals_sort_group(PyObject *self, PyObject *args)
     slots = directory.len / 8;
     slots_per_group = (Py_ssize_t)1 << (slot_bits - GROUP_BITS);
     if (slots % slots_per_group != 0 || first_slot % slots_per_group != 0
-        || first_slot / slots_per_group + slots / slots_per_group > GROUPS) {
+        || first_slot / slots_per_group + slots / slots_per_group > GROUPS
+        || groups_out.len != (slots / slots_per_group) * (Py_ssize_t)sizeof(int64_t)) {
         PyErr_SetString(PyExc_ValueError, "sort_group: the slots are not whole groups");
         goto done;
     }
@@ -455,7 +467,7 @@ static PyObject *removals_sort_group(PyObject *self, PyObject *args)
     }
     {
         const SortedOutput out = {(uint8_t *)keys_out.buf, (uint8_t *)ids_out.buf, (uint32_t *)fingerprints.buf,
-                                  (int64_t *)directory.buf, id_size};
+                                  (uint64_t *)directory.buf, (int64_t *)groups_out.buf, id_size};
         Py_BEGIN_ALLOW_THREADS
         status = sort_groups(cursors, runs, key_size, slot_bits, (unsigned)(first_slot / slots_per_group),
                              slots / slots_per_group, first_position, &out, slot_starts);
@@ -463,6 +475,10 @@ static PyObject *removals_sort_group(PyObject *self, PyObject *args)
     }
     if (status == OUT_OF_MEMORY) {
         PyErr_NoMemory();
+        goto done;
+    }
+    if (status == GROUP_TOO_LARGE) {
+        PyErr_SetString(PyExc_ValueError, "sort_group: a 16-bit group holds 2**32 keys or more");
         goto done;
     }
     if (status == NOT_GROUPED) {
@@ -481,6 +497,7 @@ done:
     release(&ids_out);
     release(&fingerprints);
     release(&directory);
+    release(&groups_out);
     return result;
 }
 
@@ -507,43 +524,53 @@ static int append(Growing *list, int64_t value)
 typedef struct {
     const uint8_t *keys, *ids;
     const uint32_t *fingerprints;
-    const int64_t *directory;
+    const uint64_t *slots;
+    const int64_t *groups;
     Py_ssize_t key_size, id_size, entries;
     int slot_bits;
 } SlotTable;
 
 enum { LOOKED_UP = 0, DAMAGED = 1, NO_MEMORY = 2 };
 
-/* Queries a block at a time: first every query's directory entry, then the
- * start of its fingerprints (independent loads in tight loops, so their cache
- * misses overlap), then the comparisons, on data already in cache. */
+/* Queries a block at a time: first every query's directory entry (independent
+ * loads in a tight loop, so their cache misses overlap); then, for the few
+ * whose slot filter has their bit, where the slot lies, fetching the start of
+ * its fingerprints; then the comparisons, on data already in cache. */
 static int lookup_all(const SlotTable *table, const uint8_t *queries, const uint8_t *flags, Py_ssize_t n,
                       Growing *rows, Growing *found)
 {
     const Py_ssize_t L = table->key_size, entries = table->entries;
-    const int64_t *const directory = table->directory;
+    const uint64_t *const slots = table->slots;
     const uint32_t *const fingerprints = table->fingerprints;
-    const int shift = 64 - table->slot_bits;
+    const int shift = 64 - table->slot_bits, group_shift = table->slot_bits - GROUP_BITS;
+    uint64_t slot[LOOKUP_BLOCK], entry[LOOKUP_BLOCK];
+    uint32_t wanted[LOOKUP_BLOCK];
     int64_t lo[LOOKUP_BLOCK], hi[LOOKUP_BLOCK];
+    Py_ssize_t which[LOOKUP_BLOCK];
     for (Py_ssize_t start = 0; start < n; start += LOOKUP_BLOCK) {
         const Py_ssize_t m = n - start < LOOKUP_BLOCK ? n - start : LOOKUP_BLOCK;
         for (Py_ssize_t b = 0; b < m; b++) {
-            const uint64_t slot = prefix_of(queries + (start + b) * L) >> shift;
-            lo[b] = directory[slot];
-            hi[b] = directory[slot + 1];
-        }
-        int damaged = 0;
-        for (Py_ssize_t b = 0; b < m; b++) {
-            damaged |= lo[b] < 0 || hi[b] > entries || lo[b] > hi[b];
-            __builtin_prefetch(fingerprints + (lo[b] < entries ? lo[b] : 0));
-        }
-        if (damaged) return DAMAGED;
-        for (Py_ssize_t b = 0; b < m; b++) {
-            if (flags != NULL && !flags[start + b]) continue;
             const uint8_t *query = queries + (start + b) * L;
-            const uint32_t wanted = fingerprint_of(query, table->slot_bits);
-            for (int64_t p = lo[b]; p < hi[b] && fingerprints[p] <= wanted; p++) {
-                if (fingerprints[p] != wanted || memcmp(table->keys + p * L, query, (size_t)L) != 0) continue;
+            slot[b] = prefix_of(query) >> shift;
+            wanted[b] = fingerprint_of(query, table->slot_bits);
+            entry[b] = slots[slot[b]];
+        }
+        Py_ssize_t candidates = 0;
+        for (Py_ssize_t b = 0; b < m; b++) {
+            const int maybe = (int)((entry[b] >> (32 + (wanted[b] & 31))) & 1) && (flags == NULL || flags[start + b]);
+            if (!maybe) continue;
+            const uint64_t s = slot[b];
+            lo[candidates] = table->groups[s >> group_shift] + (int64_t)(uint32_t)entry[b];
+            hi[candidates] = table->groups[(s + 1) >> group_shift] + (int64_t)(uint32_t)slots[s + 1];
+            if (lo[candidates] < 0 || hi[candidates] > entries || lo[candidates] > hi[candidates]) return DAMAGED;
+            __builtin_prefetch(fingerprints + (lo[candidates] < entries ? lo[candidates] : 0));
+            which[candidates++] = b;
+        }
+        for (Py_ssize_t c = 0; c < candidates; c++) {
+            const Py_ssize_t b = which[c];
+            const uint8_t *query = queries + (start + b) * L;
+            for (int64_t p = lo[c]; p < hi[c] && fingerprints[p] <= wanted[b]; p++) {
+                if (fingerprints[p] != wanted[b] || memcmp(table->keys + p * L, query, (size_t)L) != 0) continue;
                 int64_t id;
                 if (table->id_size == 8) {
                     memcpy(&id, table->ids + p * 8, 8);
@@ -560,20 +587,20 @@ static int lookup_all(const SlotTable *table, const uint8_t *queries, const uint
 }
 
 PyDoc_STRVAR(lookup_doc,
-"lookup(queries, key_size, valid, keys, ids, id_size, fingerprints, directory, slot_bits) -> (rows, ids)\n\n"
+"lookup(queries, key_size, valid, keys, ids, id_size, fingerprints, slots, groups, slot_bits) -> (rows, ids)\n\n"
 "Every (query row, id) whose query equals an indexed key, rows ascending, as\n"
 "two bytes objects of int64. valid: None or one byte per query, 0 = skip.");
 
 static PyObject *removals_lookup(PyObject *self, PyObject *args)
 {
-    Py_buffer queries = {0}, valid = {0}, keys = {0}, ids = {0}, fingerprints = {0}, directory = {0};
+    Py_buffer queries = {0}, valid = {0}, keys = {0}, ids = {0}, fingerprints = {0}, directory = {0}, groups = {0};
     PyObject *valid_obj, *result = NULL;
     Py_ssize_t key_size, id_size, n, entries, slots;
     int slot_bits, failed = 0;
     Growing rows = {0}, found = {0};
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nOy*y*ny*y*i", &queries, &key_size, &valid_obj, &keys, &ids, &id_size,
-                          &fingerprints, &directory, &slot_bits))
+    if (!PyArg_ParseTuple(args, "y*nOy*y*ny*y*y*i", &queries, &key_size, &valid_obj, &keys, &ids, &id_size,
+                          &fingerprints, &directory, &groups, &slot_bits))
         return NULL;
     if (key_size < 16 || queries.len % key_size != 0 || keys.len % key_size != 0 || (id_size != 4 && id_size != 8)
         || slot_bits < GROUP_BITS || slot_bits > 63 || directory.len != (((Py_ssize_t)1 << slot_bits) + 1) * 8) {
@@ -584,7 +611,8 @@ static PyObject *removals_lookup(PyObject *self, PyObject *args)
     entries = keys.len / key_size;
     slots = (Py_ssize_t)1 << slot_bits;
     if (ids.len != entries * id_size || fingerprints.len != entries * (Py_ssize_t)sizeof(uint32_t)
-        || ((const int64_t *)directory.buf)[slots] != entries) {
+        || groups.len != (GROUPS + 1) * (Py_ssize_t)sizeof(int64_t) || ((const int64_t *)groups.buf)[GROUPS] != entries
+        || ((const uint64_t *)directory.buf)[slots] != 0) {
         PyErr_SetString(PyExc_ValueError, "lookup: keys, ids, fingerprints and directory do not agree");
         goto done;
     }
@@ -597,8 +625,8 @@ static PyObject *removals_lookup(PyObject *self, PyObject *args)
     }
     {
         const SlotTable table = {(const uint8_t *)keys.buf, (const uint8_t *)ids.buf,
-                                 (const uint32_t *)fingerprints.buf, (const int64_t *)directory.buf, key_size, id_size,
-                                 entries, slot_bits};
+                                 (const uint32_t *)fingerprints.buf, (const uint64_t *)directory.buf,
+                                 (const int64_t *)groups.buf, key_size, id_size, entries, slot_bits};
         const uint8_t *flags = valid.obj != NULL ? (const uint8_t *)valid.buf : NULL;
         Py_BEGIN_ALLOW_THREADS
         failed = lookup_all(&table, (const uint8_t *)queries.buf, flags, n, &rows, &found);
@@ -624,6 +652,7 @@ done:
     release(&ids);
     release(&fingerprints);
     release(&directory);
+    release(&groups);
     return result;
 }
 

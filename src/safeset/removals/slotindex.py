@@ -6,17 +6,22 @@ worker processes share one copy of the pages:
   <stem>.keys.npy          (n, L) uint8   the keys (L >= 16), sorted bytewise, ties by list row
   <stem>.ids.npy           (n,) uint32    the list row of each key (uint64 for lists of 2**32 rows or more)
   <stem>.fingerprints.npy  (n,) uint32    the 32 bits of each key after its first k bits
-  <stem>.slots.npy         (2**k + 1,) int64  the keys whose first k bits equal s
-                           lie at positions [slots[s], slots[s + 1])
+  <stem>.groups.npy        (65537,) int64 where the keys of each 16-bit group start (the last: n)
+  <stem>.slots.npy         (2**k + 1,) uint64  the directory: for the keys whose
+                           first k bits equal s, where they start relative to
+                           their group (low 32 bits) and a filter (high 32:
+                           bit f & 31 set for the fingerprint f of each); the
+                           last entry is 0
 
 Why not the banks' `DigestIndex`: a list can be as long as the dataset, and
 its index is built on the spot. Keys are digests, so they are uniform and k
-can be chosen for 4 to 8 keys a slot. A lookup reads one directory entry and
-the slot's fingerprints (one cache line); it reads a key only when a
-fingerprint is equal (hits, and 1 miss in 2**32 or so), so the keys' pages
-stay cold. An SHA-256 value takes about 42 bytes (the bank index: 52) and the
-build needs no global sort, only the bucket sort of `spillruns`. Lookups are
-one C call per batch.
+can be chosen for 4 to 8 keys a slot. A lookup reads one directory entry;
+only when the filter has the query's bit (about 1 miss in 6) does it read the
+slot's fingerprints (one cache line), and a key only when a fingerprint is
+equal (hits, and about 1 miss in 2**32), so the keys' pages stay cold. An
+SHA-256 value takes about 42 bytes (the bank index: 52) and the build needs
+no global sort, only the bucket sort of `spillruns`. Lookups are one C call
+per batch.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import numpy as np
 from safeset import _removals
 from safeset.errors import InputError
 
-PARTS = ("keys", "ids", "fingerprints", "slots")
+PARTS = ("keys", "ids", "fingerprints", "groups", "slots")
+GROUP_COUNT = 1 << 16
 MIN_SLOT_BITS = 16  # the build sorts by groups of the first 16 bits; a slot never spans two
 KEYS_PER_SLOT = 4  # at least, on average; fewer than twice as many
 
@@ -50,11 +56,13 @@ def index_paths(directory: str | Path, stem: str) -> dict[str, Path]:
 class SlotIndex:
     """Exact lookups of fixed-size keys; see the module docstring for the layout."""
 
-    def __init__(self, keys: np.ndarray, ids: np.ndarray, fingerprints: np.ndarray, slots: np.ndarray):
+    def __init__(self, keys: np.ndarray, ids: np.ndarray, fingerprints: np.ndarray, slots: np.ndarray,
+                 groups: np.ndarray):
         self.keys = keys
         self.ids = ids
         self.fingerprints = fingerprints
         self.slots = slots
+        self.groups = groups
         self.key_size = keys.shape[1]
         self.slot_bits = (len(slots) - 1).bit_length() - 1
 
@@ -65,8 +73,8 @@ class SlotIndex:
     def load(cls, directory: str | Path, stem: str) -> "SlotIndex":
         paths = index_paths(directory, stem)
         try:
-            keys, ids, fingerprints, slots = (np.load(paths[part], mmap_mode="r", allow_pickle=False)
-                                              for part in PARTS)
+            keys, ids, fingerprints, groups, slots = (np.load(paths[part], mmap_mode="r", allow_pickle=False)
+                                                      for part in PARTS)
         except FileNotFoundError as exc:
             raise InputError(exc.filename, None, "removal-list index file missing") from None
         except ValueError as exc:
@@ -76,12 +84,14 @@ class SlotIndex:
             keys.ndim == 2 and keys.dtype == np.uint8 and keys.shape[1] >= 16
             and ids.dtype in (np.dtype("<u4"), np.dtype("<u8")) and ids.shape == (len(keys),)
             and fingerprints.dtype == np.dtype("<u4") and fingerprints.shape == (len(keys),)
-            and slots.dtype == np.dtype("<i8") and slot_count >= 1 << MIN_SLOT_BITS
-            and slot_count & (slot_count - 1) == 0 and int(slots[0]) == 0 and int(slots[-1]) == len(keys)
+            and groups.dtype == np.dtype("<i8") and groups.shape == (GROUP_COUNT + 1,)
+            and int(groups[0]) == 0 and int(groups[-1]) == len(keys)
+            and slots.dtype == np.dtype("<u8") and slot_count >= 1 << MIN_SLOT_BITS
+            and slot_count & (slot_count - 1) == 0 and int(slots[-1]) == 0
         )
         if not consistent:
             raise InputError(paths["keys"], None, "removal-list index files do not agree with each other (damaged?)")
-        return cls(np.asarray(keys), np.asarray(ids), np.asarray(fingerprints), np.asarray(slots))
+        return cls(np.asarray(keys), np.asarray(ids), np.asarray(fingerprints), np.asarray(slots), np.asarray(groups))
 
     def lookup(self, queries: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All (row, entry id) pairs whose query equals an indexed key, rows ascending.
@@ -96,5 +106,5 @@ class SlotIndex:
             if valid.shape != (len(queries),):
                 raise ValueError(f"valid must have shape ({len(queries)},), got {valid.shape}")
         rows, ids = _removals.lookup(queries, self.key_size, valid, self.keys, self.ids, self.ids.dtype.itemsize,
-                                     self.fingerprints, self.slots, self.slot_bits)
+                                     self.fingerprints, self.slots, self.groups, self.slot_bits)
         return np.frombuffer(rows, dtype=np.int64), np.frombuffer(ids, dtype=np.int64)

@@ -246,14 +246,16 @@ def sort_ranges(task: RangeTask, context=None, report=lambda n: None) -> int:
             keys = np.empty((count, task.key_size), dtype=np.uint8)
             ids = np.empty(count * task.id_size, dtype=np.uint8)
             fingerprints = np.empty(count, dtype="<u4")
-            slots = np.empty((stop_group - first_group) * slots_per_group, dtype="<i8")
+            slots = np.empty((stop_group - first_group) * slots_per_group, dtype="<u8")
+            groups = np.empty(stop_group - first_group, dtype="<i8")
             first_slot = first_group * slots_per_group
             _removals.sort_group(records, task.key_size, counts, bases, task.slot_bits, first_slot, first_position,
-                                 keys, ids, task.id_size, fingerprints, slots)
+                                 keys, ids, task.id_size, fingerprints, slots, groups)
             _write_at(outputs["keys"], keys, task.data_offsets["keys"] + first_position * task.key_size)
             _write_at(outputs["ids"], ids, task.data_offsets["ids"] + first_position * task.id_size)
             _write_at(outputs["fingerprints"], fingerprints, task.data_offsets["fingerprints"] + first_position * 4)
             _write_at(outputs["slots"], slots, task.data_offsets["slots"] + first_slot * 8)
+            _write_at(outputs["groups"], groups, task.data_offsets["groups"] + first_group * 8)
             written += count
             report(count)
     finally:
@@ -303,14 +305,16 @@ class SlotIndexPlan:
     stem: str
     entries: int
     tasks: tuple[RangeTask, ...]
-    closing_offset: int  # where the directory's closing entry goes in the slots file
+    closing_offsets: dict  # part -> where its closing entry goes (the slots' 0, the groups' n)
     spills: tuple[SpillInfo, ...]
 
     def finish(self) -> SlotIndex:
-        """After every task ran: write the directory's closing entry, remove the spills, open the index."""
-        with open(index_paths(self.directory, self.stem)["slots"], "r+b") as handle:
-            handle.seek(self.closing_offset)
-            handle.write(np.array([self.entries], dtype="<i8").tobytes())  # one past the last key
+        """After every task ran: write the closing entries, remove the spills, open the index."""
+        paths = index_paths(self.directory, self.stem)
+        for part, value in (("slots", 0), ("groups", self.entries)):
+            with open(paths[part], "r+b") as handle:
+                handle.seek(self.closing_offsets[part])
+                handle.write(np.array([value], dtype="<i8").tobytes())
         for spill in self.spills:
             spill.remove()
         return SlotIndex.load(self.directory, self.stem)
@@ -318,7 +322,7 @@ class SlotIndexPlan:
 
 def plan_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], list_rows: int,
                     workers: int | None = 1) -> SlotIndexPlan:
-    """Create `<stem>.keys.npy`, `.ids.npy`, `.fingerprints.npy`, `.slots.npy` and the tasks that fill them.
+    """Create the index files of `stem` (see `slotindex`) and the tasks that fill them.
 
     `list_rows` bounds the row numbers (it sets the width of the ids). Equal
     keys come out by row. About four tasks per worker.
@@ -334,7 +338,8 @@ def plan_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], l
     id_dtype = id_dtype_for(list_rows)
     paths = index_paths(directory, stem)
     shapes = {"keys": (np.uint8, (entries, key_size)), "ids": (id_dtype, (entries,)),
-              "fingerprints": (np.dtype("<u4"), (entries,)), "slots": (np.dtype("<i8"), ((1 << slot_bits) + 1,))}
+              "fingerprints": (np.dtype("<u4"), (entries,)), "groups": (np.dtype("<i8"), (GROUPS + 1,)),
+              "slots": (np.dtype("<u8"), ((1 << slot_bits) + 1,))}
     data_offsets = {part: _create_npy(paths[part], *shapes[part]) for part in shapes}
     positions = np.r_[0, np.cumsum(totals)]
     ranges = [(first, stop, int(positions[first])) for first, stop in _ranges(totals)]
@@ -342,8 +347,8 @@ def plan_slot_index(directory: str | Path, stem: str, spills: list[SpillInfo], l
     tasks = tuple(RangeTask({part: str(path) for part, path in paths.items()}, data_offsets, key_size,
                             id_dtype.itemsize, slot_bits, tuple(runs), tuple(ranges[i : i + per_task]))
                   for i in range(0, len(ranges), per_task))
-    return SlotIndexPlan(directory, stem, entries, tasks, data_offsets["slots"] + (1 << slot_bits) * 8,
-                         tuple(spills))
+    closing = {"slots": data_offsets["slots"] + (1 << slot_bits) * 8, "groups": data_offsets["groups"] + GROUPS * 8}
+    return SlotIndexPlan(directory, stem, entries, tasks, closing, tuple(spills))
 
 
 def run_plans(plans: list[SlotIndexPlan], workers: int | None = 1, progress=None) -> list[SlotIndex]:
