@@ -37,7 +37,7 @@ from safeset.removals.slotindex import PARTS, index_paths
 
 CACHE_FORMAT = 1
 CACHE_SUBDIR = Path("cache") / "removal-lists"  # in the store, the command line's default
-KEEP_LISTS = 4
+KEEP_LISTS = 2  # a list and its previous version, say: a 100M-entry list takes ~6.6 GB
 MANIFEST = "manifest.json"
 _TEMPORARY = ".tmp-"
 _CHECKSUM_SLICE = 1 << 26
