@@ -25,7 +25,7 @@ from safeset.removals.spillruns import KeySpill, SpillInfo, plan_slot_index, rem
 from safeset.removals.source import SIGNAL_COLUMNS, key_digests
 from safeset.signals import kernels
 
-CHUNK_ROWS = 1 << 22  # list rows per indexing task
+CHUNK_ROWS = 1 << 20  # list rows per indexing task (a row group as safeset writes them)
 
 
 def _list_values(column, signal_type: str, first_row: int, list_path: str) -> tuple[np.ndarray, np.ndarray | None]:
