@@ -532,10 +532,11 @@ typedef struct {
 
 enum { LOOKED_UP = 0, DAMAGED = 1, NO_MEMORY = 2 };
 
-/* Queries a block at a time: first every query's directory entry (independent
- * loads in a tight loop, so their cache misses overlap); then, for the few
- * whose slot filter has their bit, where the slot lies, fetching the start of
- * its fingerprints; then the comparisons, on data already in cache. */
+/* Queries a block at a time: first every query's directory entry (all of the
+ * block's prefetches issued before the first is read, so their cache misses
+ * overlap); then, for the few whose slot filter has their bit, where the slot
+ * lies, fetching the start of its fingerprints; then the comparisons, on data
+ * already in cache. */
 static int lookup_all(const SlotTable *table, const uint8_t *queries, const uint8_t *flags, Py_ssize_t n,
                       Growing *rows, Growing *found)
 {
@@ -553,8 +554,9 @@ static int lookup_all(const SlotTable *table, const uint8_t *queries, const uint
             const uint8_t *query = queries + (start + b) * L;
             slot[b] = prefix_of(query) >> shift;
             wanted[b] = fingerprint_of(query, table->slot_bits);
-            entry[b] = slots[slot[b]];
+            __builtin_prefetch(slots + slot[b]); /* all of the block's misses in flight before the first use */
         }
+        for (Py_ssize_t b = 0; b < m; b++) entry[b] = slots[slot[b]];
         Py_ssize_t candidates = 0;
         for (Py_ssize_t b = 0; b < m; b++) {
             const int maybe = (int)((entry[b] >> (32 + (wanted[b] & 31))) & 1) && (flags == NULL || flags[start + b]);
