@@ -176,3 +176,16 @@ def test_abandoned_builds_are_cleared(tmp_path):
     abandoned.mkdir(parents=True)
     staging = cache.staging(identity)
     assert not abandoned.exists() and staging.exists()
+
+
+def test_mapped_checksum_is_the_files_xxh3_whatever_the_window(tmp_path, monkeypatch):
+    import mmap
+
+    import xxhash
+
+    data = os.urandom(3 * mmap.ALLOCATIONGRANULARITY + 123)
+    (tmp_path / "file").write_bytes(data)
+    (tmp_path / "empty").write_bytes(b"")
+    monkeypatch.setattr(indexcache, "_CHECKSUM_WINDOW", mmap.ALLOCATIONGRANULARITY)
+    assert mapped_checksum(tmp_path / "file") == xxhash.xxh3_128(data).hexdigest()
+    assert mapped_checksum(tmp_path / "empty") == xxhash.xxh3_128(b"").hexdigest()
