@@ -49,6 +49,18 @@ def id_dtype_for(list_rows: int) -> np.dtype:
     return np.dtype("<u4") if list_rows <= 1 << 32 else np.dtype("<u8")
 
 
+def checked_keys(keys, key_size: int, mask, mask_name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(keys, mask) as contiguous arrays for the C code: keys (n, key_size) uint8, mask None or n bools."""
+    keys = np.ascontiguousarray(keys, dtype=np.uint8)
+    if keys.ndim != 2 or keys.shape[1] != key_size:
+        raise ValueError(f"keys must have shape (n, {key_size}), got {keys.shape}")
+    if mask is not None:
+        mask = np.ascontiguousarray(mask, dtype=bool)
+        if mask.shape != (len(keys),):
+            raise ValueError(f"{mask_name} must have shape ({len(keys)},), got {mask.shape}")
+    return keys, mask
+
+
 def index_paths(directory: str | Path, stem: str) -> dict[str, Path]:
     return {part: Path(directory) / f"{stem}.{part}.npy" for part in PARTS}
 
@@ -98,13 +110,7 @@ class SlotIndex:
 
         `valid` (bool per row) excludes rows whose digest could not be computed.
         """
-        queries = np.ascontiguousarray(queries, dtype=np.uint8)
-        if queries.ndim != 2 or queries.shape[1] != self.key_size:
-            raise ValueError(f"queries must have shape (m, {self.key_size}), got {queries.shape}")
-        if valid is not None:
-            valid = np.ascontiguousarray(valid, dtype=bool)
-            if valid.shape != (len(queries),):
-                raise ValueError(f"valid must have shape ({len(queries)},), got {valid.shape}")
+        queries, valid = checked_keys(queries, self.key_size, valid, "valid")
         rows, ids = _removals.lookup(queries, self.key_size, valid, self.keys, self.ids, self.ids.dtype.itemsize,
                                      self.fingerprints, self.slots, self.groups, self.slot_bits)
         return np.frombuffer(rows, dtype=np.int64), np.frombuffer(ids, dtype=np.int64)

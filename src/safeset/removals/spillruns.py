@@ -17,9 +17,9 @@
 Each value is written twice (its run, then the index) and read once from
 each; no phase holds more than a buffer or a range, however long the list:
 the spill buffer (twice, while it is ordered) or about RANGE_RECORDS records
-of a range (~80 bytes each while sorting). A run's group starts take 256 KiB beside
-its 8 MiB of records. Only a list crafted to put more
-than RANGE_RECORDS values under the same first 16 bits makes a range larger;
+of a range (~80 bytes each while sorting). A run's group starts take 256 KiB
+beside its 8 MiB of records. Only a list crafted to put more than
+RANGE_RECORDS values under the same first 16 bits makes a range larger;
 digests of content never do.
 """
 
@@ -33,7 +33,8 @@ import numpy as np
 
 from safeset import _removals
 from safeset.engine.local import LocalEngine
-from safeset.removals.slotindex import MIN_SLOT_BITS, PARTS, SlotIndex, id_dtype_for, index_paths, slot_bits_for
+from safeset.removals.slotindex import (MIN_SLOT_BITS, PARTS, SlotIndex, checked_keys, id_dtype_for, index_paths,
+                                       slot_bits_for)
 
 ID_BYTES = 4
 GROUP_BITS = MIN_SLOT_BITS
@@ -114,13 +115,7 @@ class KeySpill:
 
     def add(self, keys: np.ndarray, present: np.ndarray | None, first_row: int) -> None:
         """Spill keys[i] as row first_row + i, for every i where `present` (None: all) is true."""
-        keys = np.ascontiguousarray(keys, dtype=np.uint8)
-        if keys.ndim != 2 or keys.shape[1] != self.key_size:
-            raise ValueError(f"keys must have shape (n, {self.key_size}), got {keys.shape}")
-        if present is not None:
-            present = np.ascontiguousarray(present, dtype=bool)
-            if present.shape != (len(keys),):
-                raise ValueError(f"present must have shape ({len(keys)},), got {present.shape}")
+        keys, present = checked_keys(keys, self.key_size, present, "present")
         start = 0
         while start < len(keys):
             if self._base_row is None:
